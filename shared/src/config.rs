@@ -1,0 +1,205 @@
+//! Settings, read once at cold start. Every problem is reported as one clear error.
+
+use crate::auth::{Authenticator, MAX_CACHE_TTL};
+use crate::clock::{Clock, SystemClock};
+use crate::store::embedded::EmbeddedStore;
+use crate::store::secrets_manager::{ClientSettings, SecretsManagerStore};
+use crate::store::SecretStore;
+use crate::vault::Vault;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub const DEFAULT_PREFIX: &str = "webhook-secrets";
+pub const DEFAULT_EMBEDDED_PATH: &str = ".data/vault.sqlite3";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Backend {
+    Embedded { path: PathBuf },
+    SecretsManager(ClientSettings),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    pub backend: Backend,
+    pub prefix: String,
+    pub key_cache_ttl: chrono::Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("configuration error: {0}")]
+pub struct ConfigError(pub String);
+
+impl Config {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads the settings through `lookup`, so tests need not touch the process environment.
+    ///
+    /// - `VAULT_BACKEND`: `embedded` (default) or `secretsmanager`
+    /// - `VAULT_PREFIX`: the name prefix of every stored secret (default `webhook-secrets`)
+    /// - `VAULT_PATH`: the embedded database file (default `.data/vault.sqlite3`)
+    /// - `VAULT_SM_MAX_ATTEMPTS`, `VAULT_SM_ATTEMPT_TIMEOUT_MS`, `VAULT_SM_TIMEOUT_MS`
+    /// - `API_KEY_CACHE_TTL_SECONDS`: 0 to 60 (default 60)
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
+        let prefix = get("VAULT_PREFIX").unwrap_or_else(|| DEFAULT_PREFIX.to_owned());
+        validate_prefix(&prefix)?;
+        let backend = match get("VAULT_BACKEND").as_deref().unwrap_or("embedded") {
+            "embedded" => Backend::Embedded {
+                path: PathBuf::from(
+                    get("VAULT_PATH").unwrap_or_else(|| DEFAULT_EMBEDDED_PATH.to_owned()),
+                ),
+            },
+            "secretsmanager" => {
+                let defaults = ClientSettings::default();
+                Backend::SecretsManager(ClientSettings {
+                    max_attempts: number(&get, "VAULT_SM_MAX_ATTEMPTS", 1, 10)?
+                        .map_or(defaults.max_attempts, |n| n as u32),
+                    attempt_timeout: number(&get, "VAULT_SM_ATTEMPT_TIMEOUT_MS", 100, 60_000)?
+                        .map_or(defaults.attempt_timeout, Duration::from_millis),
+                    operation_timeout: number(&get, "VAULT_SM_TIMEOUT_MS", 100, 120_000)?
+                        .map_or(defaults.operation_timeout, Duration::from_millis),
+                })
+            }
+            other => {
+                return Err(ConfigError(format!(
+                    "VAULT_BACKEND is {other:?}; it must be \"embedded\" or \"secretsmanager\""
+                )))
+            }
+        };
+        let ttl_max = MAX_CACHE_TTL.num_seconds() as u64;
+        let key_cache_ttl = number(&get, "API_KEY_CACHE_TTL_SECONDS", 0, ttl_max)?
+            .map_or(MAX_CACHE_TTL, |s| chrono::Duration::seconds(s as i64));
+        Ok(Self {
+            backend,
+            prefix,
+            key_cache_ttl,
+        })
+    }
+
+    /// Builds the store, vault and authenticator this configuration describes.
+    pub async fn build(&self, clock: Arc<dyn Clock>) -> Result<App, ConfigError> {
+        let store: Arc<dyn SecretStore> = match &self.backend {
+            Backend::Embedded { path } => Arc::new(
+                EmbeddedStore::open(path, Arc::clone(&clock))
+                    .map_err(|e| ConfigError(format!("VAULT_PATH {}: {e}", path.display())))?,
+            ),
+            Backend::SecretsManager(settings) => {
+                Arc::new(SecretsManagerStore::from_env(*settings).await)
+            }
+        };
+        Ok(App::new(Vault::new(store, &self.prefix, clock), self.key_cache_ttl))
+    }
+}
+
+/// The state every function builds once and borrows per request.
+pub struct App {
+    pub vault: Arc<Vault>,
+    pub auth: Authenticator,
+}
+
+impl App {
+    pub fn new(vault: Vault, key_cache_ttl: chrono::Duration) -> Self {
+        let vault = Arc::new(vault);
+        Self {
+            auth: Authenticator::new(Arc::clone(&vault), key_cache_ttl),
+            vault,
+        }
+    }
+
+    /// Reads the configuration and builds the app, for a function's `main`.
+    pub async fn from_env() -> Result<Self, ConfigError> {
+        Config::from_env()?.build(Arc::new(SystemClock)).await
+    }
+}
+
+fn number(
+    get: &impl Fn(&str) -> Option<String>,
+    name: &str,
+    min: u64,
+    max: u64,
+) -> Result<Option<u64>, ConfigError> {
+    get(name)
+        .map(|raw| match raw.trim().parse::<u64>() {
+            Ok(n) if (min..=max).contains(&n) => Ok(n),
+            _ => Err(ConfigError(format!(
+                "{name} is {raw:?}; it must be a whole number from {min} to {max}"
+            ))),
+        })
+        .transpose()
+}
+
+fn validate_prefix(prefix: &str) -> Result<(), ConfigError> {
+    let valid = (1..=64).contains(&prefix.len())
+        && prefix
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/_+=.@-".contains(c))
+        && !prefix.starts_with('/')
+        && !prefix.ends_with('/');
+    if valid {
+        Ok(())
+    } else {
+        Err(ConfigError(format!(
+            "VAULT_PREFIX is {prefix:?}; it must be 1 to 64 of A-Z a-z 0-9 / _ + = . @ -, not starting or ending with '/'"
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let vars: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_lookup(|name| vars.get(name).cloned())
+    }
+
+    #[test]
+    fn defaults_to_the_embedded_store() {
+        let config = config(&[]).unwrap();
+        assert_eq!(
+            config.backend,
+            Backend::Embedded {
+                path: PathBuf::from(DEFAULT_EMBEDDED_PATH)
+            }
+        );
+        assert_eq!(config.prefix, DEFAULT_PREFIX);
+        assert_eq!(config.key_cache_ttl, MAX_CACHE_TTL);
+    }
+
+    #[test]
+    fn invalid_settings_are_one_clear_error() {
+        let err = config(&[("VAULT_BACKEND", "dynamo")]).unwrap_err();
+        assert!(err.0.contains("VAULT_BACKEND"), "{err}");
+        let err = config(&[("VAULT_PREFIX", "bad prefix")]).unwrap_err();
+        assert!(err.0.contains("VAULT_PREFIX"), "{err}");
+        let err = config(&[("API_KEY_CACHE_TTL_SECONDS", "600")]).unwrap_err();
+        assert!(err.0.contains("0 to 60"), "{err}");
+        let err = config(&[
+            ("VAULT_BACKEND", "secretsmanager"),
+            ("VAULT_SM_MAX_ATTEMPTS", "zero"),
+        ])
+        .unwrap_err();
+        assert!(err.0.contains("VAULT_SM_MAX_ATTEMPTS"), "{err}");
+    }
+
+    #[test]
+    fn reads_secrets_manager_settings() {
+        let config = config(&[
+            ("VAULT_BACKEND", "secretsmanager"),
+            ("VAULT_SM_ATTEMPT_TIMEOUT_MS", "500"),
+        ])
+        .unwrap();
+        let Backend::SecretsManager(settings) = config.backend else {
+            panic!("expected Secrets Manager");
+        };
+        assert_eq!(settings.attempt_timeout, Duration::from_millis(500));
+        assert_eq!(settings.max_attempts, 3);
+    }
+}

@@ -1,0 +1,131 @@
+//! Endpoints: where webhooks go, and the signing secrets that belong to them.
+
+use crate::ids::{EndpointId, TenantId, VersionId};
+use crate::secret::{SecretSpec, WebhookSecret};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+pub const MAX_URL_CHARS: usize = 2048;
+pub const MAX_NAME_CHARS: usize = 256;
+pub const MAX_DESCRIPTION_CHARS: usize = 1024;
+pub const MAX_TOPICS: usize = 64;
+pub const MAX_TOPIC_CHARS: usize = 128;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct InvalidEndpoint(pub String);
+
+/// An endpoint's public metadata.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Endpoint {
+    pub id: EndpointId,
+    pub tenant: TenantId,
+    pub url: String,
+    pub name: String,
+    pub description: String,
+    pub topics: Vec<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// One version of an endpoint's signing secret.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecretVersion {
+    pub version_id: VersionId,
+    pub value: WebhookSecret,
+    pub created_at: DateTime<Utc>,
+    /// The version this one replaced, which lets anyone walk the rotation history.
+    pub replaces: Option<VersionId>,
+    /// For an older secret kept valid after a rotation: when it stops verifying.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+/// What the vault stores for each endpoint, as one JSON document.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EndpointRecord {
+    pub schema: u32,
+    pub endpoint: Endpoint,
+    pub secret: SecretVersion,
+    /// Older secrets still inside a grace period, newest first.
+    #[serde(default)]
+    pub previous_secrets: Vec<SecretVersion>,
+}
+
+pub const RECORD_SCHEMA: u32 = 1;
+
+/// Where a new secret comes from.
+#[derive(Debug, Clone)]
+pub enum SecretSource {
+    Generate(SecretSpec),
+    /// Generate one like the current secret (same format and length).
+    LikeCurrent,
+    Supplied(WebhookSecret),
+}
+
+/// A validated request to create an endpoint.
+#[derive(Debug, Clone)]
+pub struct NewEndpoint {
+    pub id: Option<EndpointId>,
+    pub url: String,
+    pub name: String,
+    pub description: String,
+    pub topics: Vec<String>,
+    pub secret: SecretSource,
+}
+
+impl NewEndpoint {
+    pub fn validate_url(raw: &str) -> Result<String, InvalidEndpoint> {
+        if raw.chars().count() > MAX_URL_CHARS {
+            return Err(InvalidEndpoint(format!(
+                "url is longer than {MAX_URL_CHARS} characters"
+            )));
+        }
+        let parsed = url::Url::parse(raw)
+            .map_err(|e| InvalidEndpoint(format!("url is not an absolute URL: {e}")))?;
+        if !matches!(parsed.scheme(), "https" | "http") || parsed.host_str().is_none() {
+            return Err(InvalidEndpoint(
+                "url must be an http or https URL with a host".into(),
+            ));
+        }
+        Ok(raw.to_owned())
+    }
+
+    pub fn validate_text(field: &str, raw: &str, max: usize) -> Result<String, InvalidEndpoint> {
+        if raw.chars().count() > max {
+            return Err(InvalidEndpoint(format!(
+                "{field} is longer than {max} characters"
+            )));
+        }
+        if raw.chars().any(|c| c.is_control() && c != '\n') {
+            return Err(InvalidEndpoint(format!(
+                "{field} contains control characters"
+            )));
+        }
+        Ok(raw.to_owned())
+    }
+
+    pub fn validate_topics(raw: Vec<String>) -> Result<Vec<String>, InvalidEndpoint> {
+        if raw.len() > MAX_TOPICS {
+            return Err(InvalidEndpoint(format!(
+                "at most {MAX_TOPICS} topics are allowed"
+            )));
+        }
+        let mut topics = Vec::with_capacity(raw.len());
+        for topic in raw {
+            let valid = (1..=MAX_TOPIC_CHARS).contains(&topic.len())
+                && topic
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "._:*-/".contains(c));
+            if !valid {
+                return Err(InvalidEndpoint(format!(
+                    "each topic is 1 to {MAX_TOPIC_CHARS} characters of A-Z a-z 0-9 . _ : * - /"
+                )));
+            }
+            if !topics.contains(&topic) {
+                topics.push(topic);
+            }
+        }
+        Ok(topics)
+    }
+}

@@ -1,0 +1,361 @@
+//! HTTP plumbing shared by every route: request ids, credentials, path and body parsing, and
+//! the one place where an error becomes a response.
+//!
+//! In lambda_http an `Err` is a failed invocation, not an HTTP error, so handlers always
+//! answer `Ok(response)`; internal causes go to the log and never into a body.
+
+use crate::auth::{AuthError, Principal};
+use crate::config::App;
+use crate::secret::SecretError;
+use crate::vault::VaultError;
+use lambda_http::http::{HeaderValue, StatusCode};
+use lambda_http::request::RequestContext;
+use lambda_http::{Body, Request, RequestExt, Response};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::sync::OnceLock;
+use std::time::Instant;
+
+/// Request bodies this API accepts are small; anything larger is refused before parsing.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+
+/// An error as the client sees it, plus the cause that only the log sees.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+    cause: Option<String>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+            cause: None,
+        }
+    }
+
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_request", message)
+    }
+
+    pub fn with_cause(mut self, cause: impl Into<String>) -> Self {
+        self.cause = Some(cause.into());
+        self
+    }
+
+    fn internal(cause: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "an internal error occurred; quote the request id when reporting it",
+        )
+        .with_cause(cause)
+    }
+}
+
+impl From<VaultError> for ApiError {
+    fn from(err: VaultError) -> Self {
+        match err {
+            VaultError::NotFound => {
+                Self::new(StatusCode::NOT_FOUND, "not_found", "no endpoint with this id")
+            }
+            VaultError::AlreadyExists => Self::new(
+                StatusCode::CONFLICT,
+                "already_exists",
+                "an endpoint with this id already exists",
+            ),
+            VaultError::Conflict => Self::new(
+                StatusCode::CONFLICT,
+                "conflict",
+                "the endpoint changed while this request ran (another rotation won); nothing was changed by this request, retry it",
+            ),
+            VaultError::Throttled => Self::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "throttled",
+                "the secret store is throttling requests; retry after a short wait",
+            ),
+            VaultError::Unavailable(cause) => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "the secret store is unavailable; retry later",
+            )
+            .with_cause(cause),
+            VaultError::TooLarge(bytes) => Self::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too_large",
+                format!("the endpoint's record would be {bytes} bytes, over the secret store's 65,536-byte limit"),
+            ),
+            VaultError::Secret(SecretError::Rng) => Self::internal("OS random generator failed"),
+            VaultError::Secret(err) => Self::invalid(err.to_string()),
+            other @ (VaultError::Invalid(_) | VaultError::AccessDenied(_) | VaultError::Corrupt(_)) => {
+                Self::internal(other.to_string())
+            }
+        }
+    }
+}
+
+impl From<AuthError> for ApiError {
+    fn from(err: AuthError) -> Self {
+        match err {
+            AuthError::Missing => Self::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "no API key: send \"Authorization: Bearer <api_key>\" or \"X-API-Key: <api_key>\"",
+            ),
+            AuthError::Invalid => Self::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "the API key is not valid (unknown, malformed or revoked)",
+            ),
+            AuthError::Forbidden => Self::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "this API key's role may only read; creating, rotating and deleting need an owner or admin key",
+            ),
+            AuthError::Throttled => VaultError::Throttled.into(),
+            AuthError::Unavailable(cause) => VaultError::Unavailable(cause).into(),
+        }
+    }
+}
+
+impl From<SecretError> for ApiError {
+    fn from(err: SecretError) -> Self {
+        VaultError::Secret(err).into()
+    }
+}
+
+/// A successful answer: a status and an optional JSON body.
+pub struct Reply {
+    status: StatusCode,
+    body: Option<serde_json::Value>,
+}
+
+impl Reply {
+    pub fn json(status: StatusCode, body: &impl Serialize) -> Result<Self, ApiError> {
+        let body = serde_json::to_value(body).map_err(|e| ApiError::internal(e.to_string()))?;
+        Ok(Self {
+            status,
+            body: Some(body),
+        })
+    }
+
+    pub fn empty(status: StatusCode) -> Self {
+        Self { status, body: None }
+    }
+}
+
+/// One request in flight: its id, route and caller, for the response and the log line.
+pub struct Call {
+    route: &'static str,
+    request_id: String,
+    started: Instant,
+    principal: OnceLock<Principal>,
+}
+
+impl Call {
+    pub fn begin(req: &Request, route: &'static str) -> Self {
+        Self {
+            route,
+            request_id: request_id(req),
+            started: Instant::now(),
+            principal: OnceLock::new(),
+        }
+    }
+
+    pub fn request_id(&self) -> &str {
+        &self.request_id
+    }
+
+    /// Authenticates the caller from `Authorization: Bearer` or `X-API-Key`.
+    pub async fn authenticate(&self, app: &App, req: &Request) -> Result<Principal, ApiError> {
+        let presented = api_key_header(req).ok_or(AuthError::Missing)?;
+        let principal = app.auth.authenticate(presented).await?;
+        let _ = self.principal.set(principal.clone());
+        Ok(principal)
+    }
+
+    /// Turns the outcome into the response, and writes the request's one log line.
+    pub fn finish(self, outcome: Result<Reply, ApiError>) -> Response<Body> {
+        let (status, body) = match outcome {
+            Ok(reply) => (reply.status, reply.body),
+            Err(err) => {
+                self.log_error(&err);
+                let body = serde_json::json!({
+                    "error": {"code": err.code, "message": err.message, "request_id": self.request_id}
+                });
+                (err.status, Some(body))
+            }
+        };
+        let principal = self.principal.get();
+        tracing::info!(
+            request_id = %self.request_id,
+            route = self.route,
+            status = status.as_u16(),
+            tenant = principal.map(|p| p.tenant.as_str()),
+            key_id = principal.map(|p| p.key_id.as_str()),
+            duration_ms = self.started.elapsed().as_millis() as u64,
+            "request finished"
+        );
+        let mut response = Response::builder().status(status);
+        if let Ok(id) = HeaderValue::from_str(&self.request_id) {
+            response = response.header(REQUEST_ID_HEADER, id);
+        }
+        if status == StatusCode::UNAUTHORIZED {
+            response = response.header("www-authenticate", "Bearer");
+        }
+        if status == StatusCode::TOO_MANY_REQUESTS || status == StatusCode::SERVICE_UNAVAILABLE {
+            response = response.header("retry-after", "1");
+        }
+        let built = match body {
+            Some(body) => response
+                .header("content-type", "application/json")
+                .body(Body::Text(body.to_string())),
+            None => response.body(Body::Empty),
+        };
+        built.unwrap_or_else(|_| {
+            let mut fallback = Response::new(Body::Empty);
+            *fallback.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+            fallback
+        })
+    }
+
+    fn log_error(&self, err: &ApiError) {
+        let cause = err.cause.as_deref().unwrap_or("");
+        if err.status.is_server_error() {
+            tracing::error!(request_id = %self.request_id, route = self.route, code = err.code, cause, "request failed");
+        } else {
+            tracing::info!(request_id = %self.request_id, route = self.route, code = err.code, message = %err.message, "request refused");
+        }
+    }
+}
+
+fn request_id(req: &Request) -> String {
+    let from_gateway = match req.request_context_ref() {
+        Some(RequestContext::ApiGatewayV2(ctx)) => ctx.request_id.clone(),
+        Some(RequestContext::ApiGatewayV1(ctx)) => ctx.request_id.clone(),
+        _ => None,
+    };
+    from_gateway
+        .or_else(|| req.lambda_context_ref().map(|ctx| ctx.request_id.clone()))
+        .filter(|id| !id.is_empty() && id.len() <= 128)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
+}
+
+fn api_key_header(req: &Request) -> Option<&str> {
+    let headers = req.headers();
+    if let Some(value) = headers.get("authorization").and_then(|v| v.to_str().ok()) {
+        let (scheme, token) = value.trim().split_once(' ')?;
+        return scheme.eq_ignore_ascii_case("bearer").then(|| token.trim());
+    }
+    headers.get("x-api-key").and_then(|v| v.to_str().ok())
+}
+
+/// A path parameter, from API Gateway (or the `cargo lambda watch` router) or, when the event
+/// carries none, matched from the end of the raw path against `template`.
+pub fn path_param(req: &Request, name: &str, template: &str) -> Option<String> {
+    if let Some(value) = req.path_parameters_ref().and_then(|p| p.first(name)) {
+        return Some(value.to_owned());
+    }
+    let path = req.raw_http_path();
+    let path = if path.is_empty() { req.uri().path() } else { path };
+    let actual: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    let wanted: Vec<&str> = template.split('/').filter(|s| !s.is_empty()).collect();
+    if actual.len() < wanted.len() {
+        return None;
+    }
+    let tail = &actual[actual.len() - wanted.len()..];
+    let mut found = None;
+    for (segment, pattern) in tail.iter().zip(&wanted) {
+        if *pattern == format!("{{{name}}}") {
+            found = Some((*segment).to_owned());
+        } else if !(pattern.starts_with('{') || segment == pattern) {
+            return None;
+        }
+    }
+    found
+}
+
+pub fn query_param<'a>(req: &'a Request, name: &str) -> Option<&'a str> {
+    req.query_string_parameters_ref().and_then(|q| q.first(name))
+}
+
+/// Parses the JSON body. An empty body reads as `{}` when `empty_ok`.
+pub fn json_body<T: DeserializeOwned>(req: &Request, empty_ok: bool) -> Result<T, ApiError> {
+    let bytes: &[u8] = match req.body() {
+        Body::Empty => b"",
+        Body::Text(text) => text.as_bytes(),
+        Body::Binary(bytes) => bytes,
+        _ => b"",
+    };
+    if bytes.len() > MAX_BODY_BYTES {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            format!("the request body is over {MAX_BODY_BYTES} bytes"),
+        ));
+    }
+    let bytes: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
+        if !empty_ok {
+            return Err(ApiError::invalid("this route needs a JSON body"));
+        }
+        b"{}"
+    } else {
+        bytes
+    };
+    serde_json::from_slice(bytes).map_err(|e| {
+        ApiError::invalid(format!(
+            "the body is not valid for this route: {}",
+            redact_quoted(&e.to_string())
+        ))
+    })
+}
+
+/// serde_json quotes the offending value in some messages; a value could be a secret, so
+/// quoted text is dropped before the message reaches a body or a log.
+fn redact_quoted(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut quoted = false;
+    for c in message.chars() {
+        if c == '"' {
+            if !quoted {
+                out.push_str("\"…\"");
+            }
+            quoted = !quoted;
+        } else if !quoted {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoted_values_are_redacted() {
+        let message = r#"invalid type: string "whsec_c2VjcmV0", expected usize at line 1 column 30"#;
+        let redacted = redact_quoted(message);
+        assert!(!redacted.contains("whsec_"));
+        assert!(redacted.contains("expected usize at line 1 column 30"));
+    }
+
+    #[test]
+    fn path_params_fall_back_to_the_raw_path() {
+        let req = Request::new(Body::Empty);
+        let mut req = req;
+        *req.uri_mut() = "http://localhost/lambda-url/rotate-secret/v1/endpoints/ep_1/secret/rotate"
+            .parse()
+            .unwrap();
+        assert_eq!(
+            path_param(&req, "id", "/v1/endpoints/{id}/secret/rotate").as_deref(),
+            Some("ep_1")
+        );
+        assert_eq!(path_param(&req, "id", "/v1/endpoints/{id}"), None);
+    }
+}

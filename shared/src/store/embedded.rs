@@ -1,0 +1,361 @@
+//! The embedded store: SQLite on local disk, for development with no AWS account.
+//!
+//! Under `cargo lambda watch` every function is its own process, so the file is shared: WAL
+//! journaling lets readers and a writer run at once, every write takes the database lock up
+//! front (`BEGIN IMMEDIATE`) so a compare-and-swap reads and writes under one lock, and a busy
+//! timeout makes a second writer wait instead of failing.
+
+use super::{NamePage, SecretName, SecretStore, StoreError, StoredValue, StoredVersion, VersionStages};
+use crate::clock::Clock;
+use crate::ids::VersionId;
+use async_trait::async_trait;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use chrono::{DateTime, Utc};
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Secrets Manager keeps at most about 100 versions of a secret and drops the oldest unlabelled
+/// ones; the embedded store does the same so both hold the same history.
+const MAX_VERSIONS: i64 = 100;
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS secrets (
+    name             TEXT PRIMARY KEY,
+    created_at       TEXT NOT NULL,
+    last_changed_at  TEXT NOT NULL,
+    current_version  TEXT NOT NULL,
+    previous_version TEXT,
+    pending_version  TEXT,
+    tags             TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS versions (
+    name       TEXT NOT NULL,
+    version_id TEXT NOT NULL,
+    seq        INTEGER NOT NULL,
+    value      TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    PRIMARY KEY (name, version_id)
+);
+CREATE INDEX IF NOT EXISTS versions_by_seq ON versions (name, seq);
+";
+
+pub struct EmbeddedStore {
+    conn: Arc<Mutex<Connection>>,
+    clock: Arc<dyn Clock>,
+}
+
+impl EmbeddedStore {
+    /// Opens (creating if needed) the database at `path` and its parent directory.
+    pub fn open(path: &Path, clock: Arc<dyn Clock>) -> Result<Self, StoreError> {
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|e| {
+                StoreError::Unavailable(format!("cannot create {}: {e}", parent.display()))
+            })?;
+        }
+        let conn = Connection::open(path).map_err(|e| {
+            StoreError::Unavailable(format!("cannot open {}: {e}", path.display()))
+        })?;
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(sqlite_error)?;
+        // FULL: a rotation reported as done survives a crash of the machine, not only of the
+        // process.
+        conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;")
+            .map_err(sqlite_error)?;
+        conn.execute_batch(SCHEMA).map_err(sqlite_error)?;
+        Ok(Self {
+            conn: Arc::new(Mutex::new(conn)),
+            clock,
+        })
+    }
+
+    async fn with_conn<T, F>(&self, work: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection, DateTime<Utc>) -> Result<T, StoreError> + Send + 'static,
+    {
+        let conn = Arc::clone(&self.conn);
+        let now = self.clock.now();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            work(&mut conn, now)
+        })
+        .await
+        .map_err(|e| StoreError::Unavailable(format!("embedded store task failed: {e}")))?
+    }
+}
+
+fn sqlite_error(err: rusqlite::Error) -> StoreError {
+    StoreError::Unavailable(format!("embedded store: {err}"))
+}
+
+fn parse_version(raw: String) -> Result<VersionId, StoreError> {
+    VersionId::parse(&raw).map_err(|e| StoreError::Unavailable(format!("corrupt version id: {e}")))
+}
+
+fn read_value(raw: String) -> Result<StoredValue, StoreError> {
+    StoredValue::new(raw)
+}
+
+fn version_value(
+    conn: &Connection,
+    name: &str,
+    version: &str,
+) -> Result<Option<String>, StoreError> {
+    conn.query_row(
+        "SELECT value FROM versions WHERE name = ?1 AND version_id = ?2",
+        params![name, version],
+        |row| row.get(0),
+    )
+    .optional()
+    .map_err(sqlite_error)
+}
+
+fn insert_version(
+    conn: &Connection,
+    name: &str,
+    token: &str,
+    value: &str,
+    now: &str,
+) -> Result<(), StoreError> {
+    conn.execute(
+        "INSERT INTO versions (name, version_id, seq, value, created_at)
+         VALUES (?1, ?2, (SELECT COALESCE(MAX(seq), 0) + 1 FROM versions WHERE name = ?1), ?3, ?4)",
+        params![name, token, value, now],
+    )
+    .map_err(sqlite_error)?;
+    Ok(())
+}
+
+#[async_trait]
+impl SecretStore for EmbeddedStore {
+    async fn create(
+        &self,
+        name: &SecretName,
+        token: &VersionId,
+        value: &StoredValue,
+        tags: &[(String, String)],
+    ) -> Result<(), StoreError> {
+        let (name, token, value) = (name.to_string(), token.to_string(), value.clone());
+        let tags = serde_json::to_string(&tags.iter().cloned().collect::<std::collections::BTreeMap<_, _>>())
+            .map_err(|e| StoreError::Invalid(e.to_string()))?;
+        self.with_conn(move |conn, now| {
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(sqlite_error)?;
+            let exists: bool = tx
+                .query_row("SELECT 1 FROM secrets WHERE name = ?1", [&name], |_| Ok(()))
+                .optional()
+                .map_err(sqlite_error)?
+                .is_some();
+            if exists {
+                // A retried create with the same token and value is the same create.
+                return match version_value(&tx, &name, &token)? {
+                    Some(stored) if stored == value.expose() => Ok(()),
+                    _ => Err(StoreError::AlreadyExists),
+                };
+            }
+            let now = now.to_rfc3339();
+            tx.execute(
+                "INSERT INTO secrets (name, created_at, last_changed_at, current_version, tags)
+                 VALUES (?1, ?2, ?2, ?3, ?4)",
+                params![name, now, token, tags],
+            )
+            .map_err(sqlite_error)?;
+            insert_version(&tx, &name, &token, value.expose(), &now)?;
+            tx.commit().map_err(sqlite_error)
+        })
+        .await
+    }
+
+    async fn read_current(&self, name: &SecretName) -> Result<StoredVersion, StoreError> {
+        let name = name.to_string();
+        self.with_conn(move |conn, _| {
+            let row: Option<(String, String)> = conn
+                .query_row(
+                    "SELECT v.version_id, v.value FROM secrets s
+                     JOIN versions v ON v.name = s.name AND v.version_id = s.current_version
+                     WHERE s.name = ?1",
+                    [&name],
+                    |row| Ok((row.get(0)?, row.get(1)?)),
+                )
+                .optional()
+                .map_err(sqlite_error)?;
+            let (version, value) = row.ok_or(StoreError::NotFound)?;
+            Ok(StoredVersion {
+                version_id: parse_version(version)?,
+                value: read_value(value)?,
+            })
+        })
+        .await
+    }
+
+    async fn read_version(
+        &self,
+        name: &SecretName,
+        version: &VersionId,
+    ) -> Result<StoredVersion, StoreError> {
+        let (name, version) = (name.to_string(), version.clone());
+        self.with_conn(move |conn, _| {
+            let value = version_value(conn, &name, version.as_str())?.ok_or(StoreError::NotFound)?;
+            Ok(StoredVersion {
+                version_id: version,
+                value: read_value(value)?,
+            })
+        })
+        .await
+    }
+
+    async fn replace_current(
+        &self,
+        name: &SecretName,
+        expected: &VersionId,
+        token: &VersionId,
+        value: &StoredValue,
+    ) -> Result<(), StoreError> {
+        let (name, expected, token, value) =
+            (name.to_string(), expected.to_string(), token.to_string(), value.clone());
+        self.with_conn(move |conn, now| {
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(sqlite_error)?;
+            let current: String = tx
+                .query_row(
+                    "SELECT current_version FROM secrets WHERE name = ?1",
+                    [&name],
+                    |row| row.get(0),
+                )
+                .optional()
+                .map_err(sqlite_error)?
+                .ok_or(StoreError::NotFound)?;
+            let existing = version_value(&tx, &name, &token)?;
+            if let Some(stored) = &existing {
+                if stored != value.expose() {
+                    return Err(StoreError::Invalid(
+                        "a version with this token already exists with another value".into(),
+                    ));
+                }
+                if current == token {
+                    return Ok(());
+                }
+            }
+            if current != expected {
+                return Err(StoreError::Conflict);
+            }
+            let now = now.to_rfc3339();
+            if existing.is_none() {
+                insert_version(&tx, &name, &token, value.expose(), &now)?;
+            }
+            tx.execute(
+                "UPDATE secrets SET previous_version = current_version, current_version = ?2,
+                        pending_version = NULL, last_changed_at = ?3
+                 WHERE name = ?1",
+                params![name, token, now],
+            )
+            .map_err(sqlite_error)?;
+            tx.execute(
+                "DELETE FROM versions WHERE name = ?1
+                   AND version_id NOT IN (SELECT current_version FROM secrets WHERE name = ?1)
+                   AND version_id NOT IN (SELECT COALESCE(previous_version, '') FROM secrets WHERE name = ?1)
+                   AND seq <= (SELECT MAX(seq) FROM versions WHERE name = ?1) - ?2",
+                params![name, MAX_VERSIONS],
+            )
+            .map_err(sqlite_error)?;
+            tx.commit().map_err(sqlite_error)
+        })
+        .await
+    }
+
+    async fn delete(&self, name: &SecretName) -> Result<(), StoreError> {
+        let name = name.to_string();
+        self.with_conn(move |conn, _| {
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(sqlite_error)?;
+            let deleted = tx
+                .execute("DELETE FROM secrets WHERE name = ?1", [&name])
+                .map_err(sqlite_error)?;
+            if deleted == 0 {
+                return Err(StoreError::NotFound);
+            }
+            tx.execute("DELETE FROM versions WHERE name = ?1", [&name])
+                .map_err(sqlite_error)?;
+            tx.commit().map_err(sqlite_error)
+        })
+        .await
+    }
+
+    async fn list(
+        &self,
+        prefix: &str,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<NamePage, StoreError> {
+        let after = match cursor {
+            Some(cursor) => URL_SAFE_NO_PAD
+                .decode(cursor)
+                .ok()
+                .and_then(|raw| String::from_utf8(raw).ok())
+                .ok_or_else(|| StoreError::Invalid("the cursor is not one this API returned".into()))?,
+            None => String::new(),
+        };
+        let prefix = prefix.to_owned();
+        let limit = limit.clamp(1, 100);
+        self.with_conn(move |conn, _| {
+            let mut statement = conn
+                .prepare(
+                    "SELECT name FROM secrets
+                     WHERE substr(name, 1, length(?1)) = ?1 AND name > ?2
+                     ORDER BY name LIMIT ?3",
+                )
+                .map_err(sqlite_error)?;
+            let names = statement
+                .query_map(params![prefix, after, (limit + 1) as i64], |row| {
+                    row.get::<_, String>(0)
+                })
+                .map_err(sqlite_error)?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(sqlite_error)?;
+            let more = names.len() > limit;
+            let names = names
+                .into_iter()
+                .take(limit)
+                .map(|name| SecretName::parse(&name))
+                .collect::<Result<Vec<_>, _>>()?;
+            let next = more.then(|| {
+                URL_SAFE_NO_PAD.encode(names.last().map(|n| n.as_str()).unwrap_or_default())
+            });
+            Ok(NamePage { names, next })
+        })
+        .await
+    }
+
+    async fn stages(&self, name: &SecretName) -> Result<VersionStages, StoreError> {
+        let name = name.to_string();
+        self.with_conn(move |conn, _| {
+            let row: Option<(String, Option<String>, Option<String>, String, i64)> = conn
+                .query_row(
+                    "SELECT current_version, previous_version, pending_version, last_changed_at,
+                            (SELECT COUNT(*) FROM versions WHERE name = ?1)
+                     FROM secrets WHERE name = ?1",
+                    [&name],
+                    |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?)),
+                )
+                .optional()
+                .map_err(sqlite_error)?;
+            let (current, previous, pending, changed, count) = row.ok_or(StoreError::NotFound)?;
+            Ok(VersionStages {
+                current: Some(parse_version(current)?),
+                previous: previous.map(parse_version).transpose()?,
+                pending: pending.map(parse_version).transpose()?,
+                version_count: usize::try_from(count).unwrap_or_default(),
+                last_changed: DateTime::parse_from_rfc3339(&changed)
+                    .ok()
+                    .map(|t| t.with_timezone(&Utc)),
+            })
+        })
+        .await
+    }
+}

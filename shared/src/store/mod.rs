@@ -1,0 +1,166 @@
+//! The storage port: a versioned secret store with Secrets Manager's semantics (named secrets,
+//! versions labelled current / previous / pending, client request tokens, compare-and-swap).
+//! Two backends implement it: [`secrets_manager::SecretsManagerStore`] and
+//! [`embedded::EmbeddedStore`]. One behaviour suite (in `tests/`) runs against both.
+
+pub mod embedded;
+pub mod secrets_manager;
+
+use crate::ids::VersionId;
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use std::fmt;
+use zeroize::Zeroizing;
+
+/// Secrets Manager's documented limit on a `SecretString`. The local emulator does not enforce
+/// it, so the vault does, for both backends alike.
+pub const MAX_VALUE_BYTES: usize = 65_536;
+/// Secrets Manager's documented limit on a secret name.
+pub const MAX_NAME_CHARS: usize = 512;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("no such secret or version")]
+    NotFound,
+    #[error("a secret with this name already exists")]
+    AlreadyExists,
+    /// A compare-and-swap lost: the current version is no longer the one that was read.
+    #[error("the secret changed since it was read")]
+    Conflict,
+    #[error("the secret store is throttling requests")]
+    Throttled,
+    #[error("the secret store is unavailable: {0}")]
+    Unavailable(String),
+    #[error("the secret store rejected the request: {0}")]
+    Invalid(String),
+    #[error("access to the secret store was denied: {0}")]
+    AccessDenied(String),
+    #[error("the stored value is {0} bytes, over the {MAX_VALUE_BYTES}-byte limit")]
+    TooLarge(usize),
+}
+
+/// A secret's name, checked against Secrets Manager's naming rules. AWS warns against names
+/// ending in `-` and six characters because they read like a partial ARN; the store always
+/// addresses secrets by name, never by ARN, so such names (an endpoint id like `order-events`)
+/// are safe here.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SecretName(String);
+
+impl SecretName {
+    pub fn parse(raw: &str) -> Result<Self, StoreError> {
+        let valid = !raw.is_empty()
+            && raw.chars().count() <= MAX_NAME_CHARS
+            && raw
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "/_+=.@-".contains(c));
+        if valid {
+            Ok(Self(raw.to_owned()))
+        } else {
+            Err(StoreError::Invalid(format!(
+                "{raw:?} is not a valid secret name (1 to {MAX_NAME_CHARS} of A-Z a-z 0-9 / _ + = . @ -)"
+            )))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for SecretName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A stored value: a JSON document that holds secrets, so it never prints.
+#[derive(Clone, PartialEq, Eq)]
+pub struct StoredValue(Zeroizing<String>);
+
+impl StoredValue {
+    pub fn new(value: String) -> Result<Self, StoreError> {
+        if value.len() > MAX_VALUE_BYTES {
+            return Err(StoreError::TooLarge(value.len()));
+        }
+        Ok(Self(Zeroizing::new(value)))
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for StoredValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "StoredValue({} bytes)", self.0.len())
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct StoredVersion {
+    pub version_id: VersionId,
+    pub value: StoredValue,
+}
+
+/// Where each staging label points, and how many versions are kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VersionStages {
+    pub current: Option<VersionId>,
+    pub previous: Option<VersionId>,
+    pub pending: Option<VersionId>,
+    pub version_count: usize,
+    pub last_changed: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct NamePage {
+    pub names: Vec<SecretName>,
+    /// Opaque; pass back to get the next page. `None` when there is none.
+    pub next: Option<String>,
+}
+
+#[async_trait]
+pub trait SecretStore: Send + Sync {
+    /// Creates a secret whose first version, `token`, is current. Retrying with the same token
+    /// and value succeeds without writing; any other existing secret is `AlreadyExists`.
+    async fn create(
+        &self,
+        name: &SecretName,
+        token: &VersionId,
+        value: &StoredValue,
+        tags: &[(String, String)],
+    ) -> Result<(), StoreError>;
+
+    async fn read_current(&self, name: &SecretName) -> Result<StoredVersion, StoreError>;
+
+    async fn read_version(
+        &self,
+        name: &SecretName,
+        version: &VersionId,
+    ) -> Result<StoredVersion, StoreError>;
+
+    /// Compare-and-swap: writes `value` as version `token` and makes it current only if
+    /// `expected` is still current; otherwise `Conflict` and the new version is never current
+    /// and not left pending. Retrying a swap that already happened, with the same token and
+    /// value, succeeds without writing.
+    async fn replace_current(
+        &self,
+        name: &SecretName,
+        expected: &VersionId,
+        token: &VersionId,
+        value: &StoredValue,
+    ) -> Result<(), StoreError>;
+
+    /// Deletes the secret and all its versions at once, with no recovery window.
+    async fn delete(&self, name: &SecretName) -> Result<(), StoreError>;
+
+    /// Names that start with `prefix`, in pages of at most `limit` (1 to 100).
+    async fn list(
+        &self,
+        prefix: &str,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<NamePage, StoreError>;
+
+    async fn stages(&self, name: &SecretName) -> Result<VersionStages, StoreError>;
+}

@@ -1,0 +1,356 @@
+//! The production store: AWS Secrets Manager, one secret per record.
+//!
+//! A replace is a compare-and-swap built from two calls: `PutSecretValue` stages the new
+//! version as `AWSPENDING` under its `ClientRequestToken`, then `UpdateSecretVersionStage`
+//! moves `AWSCURRENT` to it with `RemoveFromVersionId` set to the version that was read, which
+//! Secrets Manager refuses if `AWSCURRENT` has moved meanwhile. Every replace then takes
+//! `AWSPENDING` off its own version, so none is left dangling whether it won or lost.
+
+use super::{NamePage, SecretName, SecretStore, StoreError, StoredValue, StoredVersion, VersionStages};
+use crate::ids::VersionId;
+use async_trait::async_trait;
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_config::BehaviorVersion;
+use aws_sdk_secretsmanager::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_secretsmanager::types::{Filter, FilterNameStringType, Tag};
+use aws_sdk_secretsmanager::Client;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use chrono::{DateTime, Utc};
+use std::time::Duration;
+
+const CURRENT: &str = "AWSCURRENT";
+const PENDING: &str = "AWSPENDING";
+const PREVIOUS: &str = "AWSPREVIOUS";
+
+/// Retry and timeout settings for the SDK client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientSettings {
+    pub max_attempts: u32,
+    pub attempt_timeout: Duration,
+    pub operation_timeout: Duration,
+}
+
+impl Default for ClientSettings {
+    fn default() -> Self {
+        // Lambda's API Gateway integration gives up after 30 s; a vault call must fail well
+        // before that so the function can still answer 503 with a body.
+        Self {
+            max_attempts: 3,
+            attempt_timeout: Duration::from_secs(3),
+            operation_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+pub struct SecretsManagerStore {
+    client: Client,
+}
+
+impl SecretsManagerStore {
+    /// Builds the client from the standard AWS settings (`AWS_REGION`, credentials,
+    /// `AWS_ENDPOINT_URL`, ...) with standard retries and explicit timeouts.
+    pub async fn from_env(settings: ClientSettings) -> Self {
+        let config = aws_config::defaults(BehaviorVersion::latest())
+            .retry_config(RetryConfig::standard().with_max_attempts(settings.max_attempts))
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .connect_timeout(settings.attempt_timeout)
+                    .operation_attempt_timeout(settings.attempt_timeout)
+                    .operation_timeout(settings.operation_timeout)
+                    .build(),
+            )
+            .load()
+            .await;
+        Self::new(Client::new(&config))
+    }
+
+    pub fn new(client: Client) -> Self {
+        Self { client }
+    }
+
+    async fn remove_pending(&self, name: &SecretName, version: &VersionId) {
+        let removed = self
+            .client
+            .update_secret_version_stage()
+            .secret_id(name.as_str())
+            .version_stage(PENDING)
+            .remove_from_version_id(version.as_str())
+            .send()
+            .await;
+        if let Err(err) = removed {
+            // Expected when another writer's put has since taken the label: it then cleans up.
+            tracing::debug!(secret = %name, version = %version, error = %error_code(&err), "AWSPENDING not removed");
+        }
+    }
+}
+
+fn error_code<E: ProvideErrorMetadata, R>(err: &SdkError<E, R>) -> String {
+    match err {
+        SdkError::ServiceError(service) => service.err().code().unwrap_or("unknown").to_owned(),
+        SdkError::TimeoutError(_) => "timeout".into(),
+        SdkError::DispatchFailure(_) => "dispatch failure".into(),
+        SdkError::ResponseError(_) => "unreadable response".into(),
+        SdkError::ConstructionFailure(_) => "request construction failure".into(),
+        _ => "unknown".into(),
+    }
+}
+
+/// Maps an SDK error to a store error. Messages stay for the log; the HTTP layer never shows
+/// them to a client.
+fn store_error<E: ProvideErrorMetadata, R>(err: SdkError<E, R>) -> StoreError {
+    let code = error_code(&err);
+    let message = match &err {
+        SdkError::ServiceError(service) => service.err().message().unwrap_or_default().to_owned(),
+        _ => String::new(),
+    };
+    let detail = format!("{code}: {message}");
+    match &err {
+        SdkError::ServiceError(_) => match code.as_str() {
+            "ResourceNotFoundException" => StoreError::NotFound,
+            // A secret scheduled for deletion answers like this; to a caller it is gone.
+            "InvalidRequestException" if message.contains("deletion") => StoreError::NotFound,
+            "ResourceExistsException" => StoreError::AlreadyExists,
+            "ThrottlingException" | "TooManyRequestsException" | "RequestLimitExceeded" => {
+                StoreError::Throttled
+            }
+            "AccessDeniedException"
+            | "UnrecognizedClientException"
+            | "InvalidSignatureException"
+            | "ExpiredTokenException"
+            | "DecryptionFailure" => StoreError::AccessDenied(detail),
+            "InvalidParameterException"
+            | "InvalidRequestException"
+            | "ValidationException"
+            | "MalformedPolicyDocumentException"
+            | "PreconditionNotMetException"
+            | "EncryptionFailure" => StoreError::Invalid(detail),
+            _ => StoreError::Unavailable(detail),
+        },
+        SdkError::ConstructionFailure(_) => StoreError::Invalid(detail),
+        _ => StoreError::Unavailable(detail),
+    }
+}
+
+fn to_chrono(time: &aws_sdk_secretsmanager::primitives::DateTime) -> Option<DateTime<Utc>> {
+    DateTime::from_timestamp(time.secs(), time.subsec_nanos())
+}
+
+#[async_trait]
+impl SecretStore for SecretsManagerStore {
+    async fn create(
+        &self,
+        name: &SecretName,
+        token: &VersionId,
+        value: &StoredValue,
+        tags: &[(String, String)],
+    ) -> Result<(), StoreError> {
+        let tags = tags
+            .iter()
+            .map(|(key, value)| Tag::builder().key(key).value(value).build())
+            .collect::<Vec<_>>();
+        let created = self
+            .client
+            .create_secret()
+            .name(name.as_str())
+            .client_request_token(token.as_str())
+            .secret_string(value.expose())
+            .set_tags((!tags.is_empty()).then_some(tags))
+            .send()
+            .await;
+        match created.map_err(store_error) {
+            Ok(_) => Ok(()),
+            // AWS treats a retry with the same token and value as a no-op; make that explicit
+            // so the emulator and AWS answer alike.
+            Err(StoreError::AlreadyExists) => match self.read_version(name, token).await {
+                Ok(existing) if existing.value == *value => Ok(()),
+                _ => Err(StoreError::AlreadyExists),
+            },
+            Err(other) => Err(other),
+        }
+    }
+
+    async fn read_current(&self, name: &SecretName) -> Result<StoredVersion, StoreError> {
+        let output = self
+            .client
+            .get_secret_value()
+            .secret_id(name.as_str())
+            .version_stage(CURRENT)
+            .send()
+            .await
+            .map_err(store_error)?;
+        stored_version(output.version_id(), output.secret_string())
+    }
+
+    async fn read_version(
+        &self,
+        name: &SecretName,
+        version: &VersionId,
+    ) -> Result<StoredVersion, StoreError> {
+        let output = self
+            .client
+            .get_secret_value()
+            .secret_id(name.as_str())
+            .version_id(version.as_str())
+            .send()
+            .await
+            .map_err(store_error)?;
+        stored_version(output.version_id(), output.secret_string())
+    }
+
+    async fn replace_current(
+        &self,
+        name: &SecretName,
+        expected: &VersionId,
+        token: &VersionId,
+        value: &StoredValue,
+    ) -> Result<(), StoreError> {
+        let put = self
+            .client
+            .put_secret_value()
+            .secret_id(name.as_str())
+            .client_request_token(token.as_str())
+            .secret_string(value.expose())
+            .version_stages(PENDING)
+            .send()
+            .await
+            .map_err(store_error);
+        match put {
+            Ok(_) => {}
+            Err(StoreError::AlreadyExists) => {
+                return Err(StoreError::Invalid(
+                    "a version with this token already exists with another value".into(),
+                ))
+            }
+            Err(other) => return Err(other),
+        }
+        let swapped = self
+            .client
+            .update_secret_version_stage()
+            .secret_id(name.as_str())
+            .version_stage(CURRENT)
+            .move_to_version_id(token.as_str())
+            .remove_from_version_id(expected.as_str())
+            .send()
+            .await
+            .map_err(store_error);
+        let outcome = match swapped {
+            Ok(_) => Ok(()),
+            Err(StoreError::Invalid(detail)) => {
+                // Refused: either another writer moved AWSCURRENT first (a lost race), or this
+                // is a retry of a swap that already happened.
+                match self.stages(name).await {
+                    Ok(stages) if stages.current.as_ref() == Some(token) => Ok(()),
+                    Ok(_) => Err(StoreError::Conflict),
+                    Err(_) => Err(StoreError::Invalid(detail)),
+                }
+            }
+            Err(other) => Err(other),
+        };
+        self.remove_pending(name, token).await;
+        outcome
+    }
+
+    async fn delete(&self, name: &SecretName) -> Result<(), StoreError> {
+        self.client
+            .delete_secret()
+            .secret_id(name.as_str())
+            .force_delete_without_recovery(true)
+            .send()
+            .await
+            .map_err(store_error)?;
+        Ok(())
+    }
+
+    async fn list(
+        &self,
+        prefix: &str,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<NamePage, StoreError> {
+        let next_token = cursor
+            .map(|cursor| {
+                URL_SAFE_NO_PAD
+                    .decode(cursor)
+                    .ok()
+                    .and_then(|raw| String::from_utf8(raw).ok())
+                    .ok_or_else(|| {
+                        StoreError::Invalid("the cursor is not one this API returned".into())
+                    })
+            })
+            .transpose()?;
+        let output = self
+            .client
+            .list_secrets()
+            .filters(
+                Filter::builder()
+                    .key(FilterNameStringType::Name)
+                    .values(prefix)
+                    .build(),
+            )
+            .max_results(limit.clamp(1, 100) as i32)
+            .set_next_token(next_token)
+            .send()
+            .await
+            .map_err(store_error)?;
+        // The name filter is a case-insensitive prefix match; keep only exact prefixes.
+        let mut names = output
+            .secret_list()
+            .iter()
+            .filter_map(|entry| entry.name())
+            .filter(|name| name.starts_with(prefix))
+            .map(SecretName::parse)
+            .collect::<Result<Vec<_>, _>>()?;
+        names.sort();
+        Ok(NamePage {
+            names,
+            next: output.next_token().map(|token| URL_SAFE_NO_PAD.encode(token)),
+        })
+    }
+
+    async fn stages(&self, name: &SecretName) -> Result<VersionStages, StoreError> {
+        let output = self
+            .client
+            .describe_secret()
+            .secret_id(name.as_str())
+            .send()
+            .await
+            .map_err(store_error)?;
+        let mut stages = VersionStages {
+            current: None,
+            previous: None,
+            pending: None,
+            version_count: 0,
+            last_changed: output.last_changed_date().and_then(to_chrono),
+        };
+        for (version, labels) in output.version_ids_to_stages().into_iter().flatten() {
+            stages.version_count += 1;
+            let Ok(version) = VersionId::parse(version) else {
+                continue;
+            };
+            for label in labels {
+                match label.as_str() {
+                    CURRENT => stages.current = Some(version.clone()),
+                    PREVIOUS => stages.previous = Some(version.clone()),
+                    PENDING => stages.pending = Some(version.clone()),
+                    _ => {}
+                }
+            }
+        }
+        Ok(stages)
+    }
+}
+
+fn stored_version(version: Option<&str>, value: Option<&str>) -> Result<StoredVersion, StoreError> {
+    let version = version
+        .ok_or_else(|| StoreError::Unavailable("GetSecretValue returned no VersionId".into()))?;
+    let version_id = VersionId::parse(version)
+        .map_err(|e| StoreError::Unavailable(format!("unexpected version id: {e}")))?;
+    let value = value
+        .ok_or_else(|| StoreError::Unavailable("the secret holds no SecretString".into()))?;
+    Ok(StoredVersion {
+        version_id,
+        value: StoredValue::new(value.to_owned())?,
+    })
+}

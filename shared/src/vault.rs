@@ -1,0 +1,336 @@
+//! The vault: endpoints, their secrets and API-key records, kept in a [`SecretStore`].
+//!
+//! Names: `{prefix}/{tenant}/{endpoint_id}` for an endpoint, `{prefix}/_api-keys/{key_id}`
+//! for an API key (tenants never start with `_`, so the two cannot collide).
+
+use crate::auth::ApiKeyRecord;
+use crate::clock::Clock;
+use crate::endpoint::{Endpoint, EndpointRecord, NewEndpoint, SecretSource, SecretVersion, RECORD_SCHEMA};
+use crate::ids::{EndpointId, KeyId, TenantId, VersionId};
+use crate::secret::{SecretError, SecretFormat, SecretSpec, WebhookSecret};
+use crate::store::{SecretName, SecretStore, StoreError, StoredValue, StoredVersion};
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use futures::future::join_all;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::sync::Arc;
+
+const API_KEYS: &str = "_api-keys";
+
+#[derive(Debug, thiserror::Error)]
+pub enum VaultError {
+    #[error("not found")]
+    NotFound,
+    #[error("already exists")]
+    AlreadyExists,
+    #[error("changed concurrently")]
+    Conflict,
+    #[error("throttled")]
+    Throttled,
+    #[error("unavailable: {0}")]
+    Unavailable(String),
+    #[error("invalid: {0}")]
+    Invalid(String),
+    #[error("access denied: {0}")]
+    AccessDenied(String),
+    #[error("the record would be {0} bytes, over Secrets Manager's 65,536-byte limit")]
+    TooLarge(usize),
+    #[error("a stored record could not be read: {0}")]
+    Corrupt(String),
+    #[error(transparent)]
+    Secret(#[from] SecretError),
+}
+
+impl From<StoreError> for VaultError {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::NotFound => Self::NotFound,
+            StoreError::AlreadyExists => Self::AlreadyExists,
+            StoreError::Conflict => Self::Conflict,
+            StoreError::Throttled => Self::Throttled,
+            StoreError::Unavailable(m) => Self::Unavailable(m),
+            StoreError::Invalid(m) => Self::Invalid(m),
+            StoreError::AccessDenied(m) => Self::AccessDenied(m),
+            StoreError::TooLarge(n) => Self::TooLarge(n),
+        }
+    }
+}
+
+/// An endpoint as read from the vault, with the version of the record it came from.
+#[derive(Debug, Clone)]
+pub struct StoredEndpoint {
+    pub record: EndpointRecord,
+    pub record_version: VersionId,
+}
+
+#[derive(Debug, Clone)]
+pub struct EndpointPage {
+    pub endpoints: Vec<EndpointRecord>,
+    pub next_cursor: Option<String>,
+}
+
+pub struct Vault {
+    store: Arc<dyn SecretStore>,
+    prefix: String,
+    clock: Arc<dyn Clock>,
+}
+
+impl Vault {
+    pub fn new(store: Arc<dyn SecretStore>, prefix: impl Into<String>, clock: Arc<dyn Clock>) -> Self {
+        Self {
+            store,
+            prefix: prefix.into(),
+            clock,
+        }
+    }
+
+    pub fn store(&self) -> &Arc<dyn SecretStore> {
+        &self.store
+    }
+
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
+    pub fn endpoint_name(&self, tenant: &TenantId, id: &EndpointId) -> Result<SecretName, VaultError> {
+        Ok(SecretName::parse(&format!("{}/{}/{}", self.prefix, tenant, id))?)
+    }
+
+    fn key_name(&self, key_id: &KeyId) -> Result<SecretName, VaultError> {
+        Ok(SecretName::parse(&format!("{}/{API_KEYS}/{key_id}", self.prefix))?)
+    }
+
+    pub async fn create_endpoint(
+        &self,
+        tenant: &TenantId,
+        new: NewEndpoint,
+    ) -> Result<EndpointRecord, VaultError> {
+        let id = new.id.unwrap_or_else(EndpointId::generate);
+        let name = self.endpoint_name(tenant, &id)?;
+        let now = self.clock.now();
+        let version_id = VersionId::generate();
+        let value = match new.secret {
+            SecretSource::Supplied(secret) => secret,
+            SecretSource::Generate(spec) => WebhookSecret::generate(spec)?,
+            SecretSource::LikeCurrent => WebhookSecret::generate(SecretSpec::default())?,
+        };
+        let record = EndpointRecord {
+            schema: RECORD_SCHEMA,
+            endpoint: Endpoint {
+                id,
+                tenant: tenant.clone(),
+                url: new.url,
+                name: new.name,
+                description: new.description,
+                topics: new.topics,
+                created_at: now,
+                updated_at: now,
+            },
+            secret: SecretVersion {
+                version_id: version_id.clone(),
+                value,
+                created_at: now,
+                replaces: None,
+                expires_at: None,
+            },
+            previous_secrets: Vec::new(),
+        };
+        let tags = vec![
+            ("webhook-secrets:tenant".to_owned(), tenant.to_string()),
+            ("webhook-secrets:endpoint".to_owned(), record.endpoint.id.to_string()),
+        ];
+        self.store
+            .create(&name, &version_id, &encode(&record)?, &tags)
+            .await?;
+        Ok(record)
+    }
+
+    pub async fn get_endpoint(
+        &self,
+        tenant: &TenantId,
+        id: &EndpointId,
+    ) -> Result<StoredEndpoint, VaultError> {
+        let name = self.endpoint_name(tenant, id)?;
+        let stored = self.store.read_current(&name).await?;
+        let record: EndpointRecord = decode(&stored)?;
+        // The name already scopes the record to the tenant; this guards against a record
+        // copied between names by hand.
+        if record.endpoint.tenant != *tenant || record.endpoint.id != *id {
+            return Err(VaultError::NotFound);
+        }
+        Ok(StoredEndpoint {
+            record,
+            record_version: stored.version_id,
+        })
+    }
+
+    pub async fn list_endpoints(
+        &self,
+        tenant: &TenantId,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<EndpointPage, VaultError> {
+        let prefix = format!("{}/{}/", self.prefix, tenant);
+        let page = self.store.list(&prefix, cursor, limit).await?;
+        let reads = page.names.iter().map(|name| self.store.read_current(name));
+        let mut endpoints = Vec::with_capacity(page.names.len());
+        for read in join_all(reads).await {
+            match read {
+                Ok(stored) => endpoints.push(decode::<EndpointRecord>(&stored)?),
+                // Deleted between the listing and the read.
+                Err(StoreError::NotFound) => {}
+                Err(other) => return Err(other.into()),
+            }
+        }
+        Ok(EndpointPage {
+            endpoints,
+            next_cursor: page.next,
+        })
+    }
+
+    pub async fn delete_endpoint(&self, tenant: &TenantId, id: &EndpointId) -> Result<(), VaultError> {
+        // Read first so another tenant's endpoint, or a record that is not an endpoint, is
+        // never deleted through this path.
+        self.get_endpoint(tenant, id).await?;
+        self.store.delete(&self.endpoint_name(tenant, id)?).await?;
+        Ok(())
+    }
+
+    /// Replaces the endpoint's secret with a new one, as a compare-and-swap on the version
+    /// that was read: if another rotation got there first this one fails with `Conflict` and
+    /// its secret is never current.
+    pub async fn rotate_secret(
+        &self,
+        tenant: &TenantId,
+        id: &EndpointId,
+        source: SecretSource,
+    ) -> Result<EndpointRecord, VaultError> {
+        let StoredEndpoint {
+            mut record,
+            record_version,
+        } = self.get_endpoint(tenant, id).await?;
+        let value = match source {
+            SecretSource::Supplied(secret) => secret,
+            SecretSource::Generate(spec) => WebhookSecret::generate(spec)?,
+            SecretSource::LikeCurrent => WebhookSecret::generate(spec_like(&record.secret.value)?)?,
+        };
+        let now = self.clock.now();
+        let version_id = VersionId::generate();
+        record.secret = SecretVersion {
+            version_id: version_id.clone(),
+            value,
+            created_at: now,
+            replaces: Some(record.secret.version_id.clone()),
+            expires_at: None,
+        };
+        // Grace periods are not in force yet: an older secret stops verifying at once.
+        record.previous_secrets.clear();
+        record.endpoint.updated_at = now;
+        let name = self.endpoint_name(tenant, id)?;
+        self.store
+            .replace_current(&name, &record_version, &version_id, &encode(&record)?)
+            .await?;
+        Ok(record)
+    }
+
+    /// Reads one historical version of an endpoint's record.
+    pub async fn endpoint_version(
+        &self,
+        tenant: &TenantId,
+        id: &EndpointId,
+        version: &VersionId,
+    ) -> Result<EndpointRecord, VaultError> {
+        let stored = self
+            .store
+            .read_version(&self.endpoint_name(tenant, id)?, version)
+            .await?;
+        decode(&stored)
+    }
+
+    pub async fn create_api_key(&self, record: &ApiKeyRecord) -> Result<(), VaultError> {
+        let name = self.key_name(&record.key_id)?;
+        let tags = vec![("webhook-secrets:tenant".to_owned(), record.tenant.to_string())];
+        self.store
+            .create(&name, &VersionId::generate(), &encode(record)?, &tags)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn api_key(&self, key_id: &KeyId) -> Result<ApiKeyRecord, VaultError> {
+        let stored = self.store.read_current(&self.key_name(key_id)?).await?;
+        decode(&stored)
+    }
+
+    /// Every API-key record, optionally only one tenant's.
+    pub async fn list_api_keys(&self, tenant: Option<&TenantId>) -> Result<Vec<ApiKeyRecord>, VaultError> {
+        let prefix = format!("{}/{API_KEYS}/", self.prefix);
+        let mut keys = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let page = self.store.list(&prefix, cursor.as_deref(), 100).await?;
+            for read in join_all(page.names.iter().map(|n| self.store.read_current(n))).await {
+                match read {
+                    Ok(stored) => {
+                        let record: ApiKeyRecord = decode(&stored)?;
+                        if tenant.is_none_or(|t| *t == record.tenant) {
+                            keys.push(record);
+                        }
+                    }
+                    Err(StoreError::NotFound) => {}
+                    Err(other) => return Err(other.into()),
+                }
+            }
+            match page.next {
+                Some(next) => cursor = Some(next),
+                None => break,
+            }
+        }
+        keys.sort_by(|a, b| a.created_at.cmp(&b.created_at).then(a.key_id.cmp(&b.key_id)));
+        Ok(keys)
+    }
+
+    /// Marks a key revoked; it stays listed so the revocation is on record.
+    pub async fn revoke_api_key(&self, key_id: &KeyId) -> Result<ApiKeyRecord, VaultError> {
+        let name = self.key_name(key_id)?;
+        let stored = self.store.read_current(&name).await?;
+        let mut record: ApiKeyRecord = decode(&stored)?;
+        if record.revoked_at.is_some() {
+            return Ok(record);
+        }
+        record.revoked_at = Some(self.clock.now());
+        self.store
+            .replace_current(&name, &stored.version_id, &VersionId::generate(), &encode(&record)?)
+            .await?;
+        Ok(record)
+    }
+}
+
+/// The spec that generates a secret of the same format and length as `secret`.
+fn spec_like(secret: &WebhookSecret) -> Result<SecretSpec, SecretError> {
+    match secret.format() {
+        SecretFormat::Uuid => SecretSpec::new(SecretFormat::Uuid, None),
+        SecretFormat::Whsec => {
+            let encoded = secret.expose().trim_start_matches(crate::secret::WHSEC_PREFIX);
+            let bytes = STANDARD.decode(encoded).map(|b| b.len()).ok();
+            SecretSpec::new(SecretFormat::Whsec, bytes)
+        }
+    }
+}
+
+fn encode<T: Serialize>(record: &T) -> Result<StoredValue, VaultError> {
+    let json = serde_json::to_string(record).map_err(|e| VaultError::Invalid(e.to_string()))?;
+    Ok(StoredValue::new(json)?)
+}
+
+fn decode<T: DeserializeOwned>(stored: &StoredVersion) -> Result<T, VaultError> {
+    // serde_json's message names a position and type, never the value, so it is safe to log.
+    serde_json::from_str(stored.value.expose()).map_err(|e| {
+        VaultError::Corrupt(format!(
+            "version {} is not a record this product wrote (line {}, column {})",
+            stored.version_id,
+            e.line(),
+            e.column()
+        ))
+    })
+}
