@@ -234,7 +234,9 @@ impl Authenticator {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<KeyId, (ApiKeyRecord, DateTime<Utc>)>> {
-        self.cache.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.cache
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -256,7 +258,13 @@ mod tests {
 
     #[test]
     fn malformed_keys_are_invalid() {
-        for bad in ["", "nodot", "ak_123.secret", ".secret", "ak_0123456789abcdef0123."] {
+        for bad in [
+            "",
+            "nodot",
+            "ak_123.secret",
+            ".secret",
+            "ak_0123456789abcdef0123.",
+        ] {
             assert_eq!(ApiKey::parse(bad).unwrap_err(), AuthError::Invalid, "{bad}");
         }
     }

@@ -90,7 +90,10 @@ impl Config {
                 Arc::new(SecretsManagerStore::from_env(*settings).await)
             }
         };
-        Ok(App::new(Vault::new(store, &self.prefix, clock), self.key_cache_ttl))
+        Ok(App::new(
+            Vault::new(store, &self.prefix, clock),
+            self.key_cache_ttl,
+        ))
     }
 }
 

@@ -229,7 +229,7 @@ impl Call {
         if err.status.is_server_error() {
             tracing::error!(request_id = %self.request_id, route = self.route, code = err.code, cause, "request failed");
         } else {
-            tracing::info!(request_id = %self.request_id, route = self.route, code = err.code, message = %err.message, "request refused");
+            tracing::info!(request_id = %self.request_id, route = self.route, code = err.code, reason = %err.message, "request refused");
         }
     }
 }
@@ -262,7 +262,11 @@ pub fn path_param(req: &Request, name: &str, template: &str) -> Option<String> {
         return Some(value.to_owned());
     }
     let path = req.raw_http_path();
-    let path = if path.is_empty() { req.uri().path() } else { path };
+    let path = if path.is_empty() {
+        req.uri().path()
+    } else {
+        path
+    };
     let actual: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
     let wanted: Vec<&str> = template.split('/').filter(|s| !s.is_empty()).collect();
     if actual.len() < wanted.len() {
@@ -281,7 +285,8 @@ pub fn path_param(req: &Request, name: &str, template: &str) -> Option<String> {
 }
 
 pub fn query_param<'a>(req: &'a Request, name: &str) -> Option<&'a str> {
-    req.query_string_parameters_ref().and_then(|q| q.first(name))
+    req.query_string_parameters_ref()
+        .and_then(|q| q.first(name))
 }
 
 /// Parses the JSON body. An empty body reads as `{}` when `empty_ok`.
@@ -339,7 +344,8 @@ mod tests {
 
     #[test]
     fn quoted_values_are_redacted() {
-        let message = r#"invalid type: string "whsec_c2VjcmV0", expected usize at line 1 column 30"#;
+        let message =
+            r#"invalid type: string "whsec_c2VjcmV0", expected usize at line 1 column 30"#;
         let redacted = redact_quoted(message);
         assert!(!redacted.contains("whsec_"));
         assert!(redacted.contains("expected usize at line 1 column 30"));
@@ -349,9 +355,10 @@ mod tests {
     fn path_params_fall_back_to_the_raw_path() {
         let req = Request::new(Body::Empty);
         let mut req = req;
-        *req.uri_mut() = "http://localhost/lambda-url/rotate-secret/v1/endpoints/ep_1/secret/rotate"
-            .parse()
-            .unwrap();
+        *req.uri_mut() =
+            "http://localhost/lambda-url/rotate-secret/v1/endpoints/ep_1/secret/rotate"
+                .parse()
+                .unwrap();
         assert_eq!(
             path_param(&req, "id", "/v1/endpoints/{id}/secret/rotate").as_deref(),
             Some("ep_1")

@@ -58,7 +58,9 @@ pub async fn list_endpoints(app: &App, req: Request) -> Result<Response<Body>, E
                 .ok()
                 .filter(|n| (1..=MAX_PAGE_SIZE).contains(n))
                 .ok_or_else(|| {
-                    ApiError::invalid(format!("limit must be a whole number from 1 to {MAX_PAGE_SIZE}"))
+                    ApiError::invalid(format!(
+                        "limit must be a whole number from 1 to {MAX_PAGE_SIZE}"
+                    ))
                 })?,
         };
         let cursor = query_param(&req, "cursor").filter(|c| !c.is_empty());
@@ -160,7 +162,8 @@ impl CreateEndpointBody {
         Ok(NewEndpoint {
             id,
             url: NewEndpoint::validate_url(&self.url).map_err(invalid)?,
-            name: NewEndpoint::validate_text("name", &self.name, MAX_NAME_CHARS).map_err(invalid)?,
+            name: NewEndpoint::validate_text("name", &self.name, MAX_NAME_CHARS)
+                .map_err(invalid)?,
             description: NewEndpoint::validate_text(
                 "description",
                 &self.description,
@@ -198,9 +201,7 @@ fn secret_source(
             ));
         }
         if format.is_some_and(|f| f != secret.format()) {
-            return Err(ApiError::invalid(
-                "secret does not match secret_format",
-            ));
+            return Err(ApiError::invalid("secret does not match secret_format"));
         }
         return Ok(SecretSource::Supplied(secret));
     }

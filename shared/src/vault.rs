@@ -5,7 +5,9 @@
 
 use crate::auth::ApiKeyRecord;
 use crate::clock::Clock;
-use crate::endpoint::{Endpoint, EndpointRecord, NewEndpoint, SecretSource, SecretVersion, RECORD_SCHEMA};
+use crate::endpoint::{
+    Endpoint, EndpointRecord, NewEndpoint, SecretSource, SecretVersion, RECORD_SCHEMA,
+};
 use crate::ids::{EndpointId, KeyId, TenantId, VersionId};
 use crate::secret::{SecretError, SecretFormat, SecretSpec, WebhookSecret};
 use crate::store::{SecretName, SecretStore, StoreError, StoredValue, StoredVersion};
@@ -77,7 +79,11 @@ pub struct Vault {
 }
 
 impl Vault {
-    pub fn new(store: Arc<dyn SecretStore>, prefix: impl Into<String>, clock: Arc<dyn Clock>) -> Self {
+    pub fn new(
+        store: Arc<dyn SecretStore>,
+        prefix: impl Into<String>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
         Self {
             store,
             prefix: prefix.into(),
@@ -93,12 +99,22 @@ impl Vault {
         &self.clock
     }
 
-    pub fn endpoint_name(&self, tenant: &TenantId, id: &EndpointId) -> Result<SecretName, VaultError> {
-        Ok(SecretName::parse(&format!("{}/{}/{}", self.prefix, tenant, id))?)
+    pub fn endpoint_name(
+        &self,
+        tenant: &TenantId,
+        id: &EndpointId,
+    ) -> Result<SecretName, VaultError> {
+        Ok(SecretName::parse(&format!(
+            "{}/{}/{}",
+            self.prefix, tenant, id
+        ))?)
     }
 
     fn key_name(&self, key_id: &KeyId) -> Result<SecretName, VaultError> {
-        Ok(SecretName::parse(&format!("{}/{API_KEYS}/{key_id}", self.prefix))?)
+        Ok(SecretName::parse(&format!(
+            "{}/{API_KEYS}/{key_id}",
+            self.prefix
+        ))?)
     }
 
     pub async fn create_endpoint(
@@ -138,7 +154,10 @@ impl Vault {
         };
         let tags = vec![
             ("webhook-secrets:tenant".to_owned(), tenant.to_string()),
-            ("webhook-secrets:endpoint".to_owned(), record.endpoint.id.to_string()),
+            (
+                "webhook-secrets:endpoint".to_owned(),
+                record.endpoint.id.to_string(),
+            ),
         ];
         self.store
             .create(&name, &version_id, &encode(&record)?, &tags)
@@ -189,7 +208,11 @@ impl Vault {
         })
     }
 
-    pub async fn delete_endpoint(&self, tenant: &TenantId, id: &EndpointId) -> Result<(), VaultError> {
+    pub async fn delete_endpoint(
+        &self,
+        tenant: &TenantId,
+        id: &EndpointId,
+    ) -> Result<(), VaultError> {
         // Read first so another tenant's endpoint, or a record that is not an endpoint, is
         // never deleted through this path.
         self.get_endpoint(tenant, id).await?;
@@ -250,7 +273,10 @@ impl Vault {
 
     pub async fn create_api_key(&self, record: &ApiKeyRecord) -> Result<(), VaultError> {
         let name = self.key_name(&record.key_id)?;
-        let tags = vec![("webhook-secrets:tenant".to_owned(), record.tenant.to_string())];
+        let tags = vec![(
+            "webhook-secrets:tenant".to_owned(),
+            record.tenant.to_string(),
+        )];
         self.store
             .create(&name, &VersionId::generate(), &encode(record)?, &tags)
             .await?;
@@ -263,7 +289,10 @@ impl Vault {
     }
 
     /// Every API-key record, optionally only one tenant's.
-    pub async fn list_api_keys(&self, tenant: Option<&TenantId>) -> Result<Vec<ApiKeyRecord>, VaultError> {
+    pub async fn list_api_keys(
+        &self,
+        tenant: Option<&TenantId>,
+    ) -> Result<Vec<ApiKeyRecord>, VaultError> {
         let prefix = format!("{}/{API_KEYS}/", self.prefix);
         let mut keys = Vec::new();
         let mut cursor: Option<String> = None;
@@ -286,7 +315,11 @@ impl Vault {
                 None => break,
             }
         }
-        keys.sort_by(|a, b| a.created_at.cmp(&b.created_at).then(a.key_id.cmp(&b.key_id)));
+        keys.sort_by(|a, b| {
+            a.created_at
+                .cmp(&b.created_at)
+                .then(a.key_id.cmp(&b.key_id))
+        });
         Ok(keys)
     }
 
@@ -300,7 +333,12 @@ impl Vault {
         }
         record.revoked_at = Some(self.clock.now());
         self.store
-            .replace_current(&name, &stored.version_id, &VersionId::generate(), &encode(&record)?)
+            .replace_current(
+                &name,
+                &stored.version_id,
+                &VersionId::generate(),
+                &encode(&record)?,
+            )
             .await?;
         Ok(record)
     }
@@ -311,7 +349,9 @@ fn spec_like(secret: &WebhookSecret) -> Result<SecretSpec, SecretError> {
     match secret.format() {
         SecretFormat::Uuid => SecretSpec::new(SecretFormat::Uuid, None),
         SecretFormat::Whsec => {
-            let encoded = secret.expose().trim_start_matches(crate::secret::WHSEC_PREFIX);
+            let encoded = secret
+                .expose()
+                .trim_start_matches(crate::secret::WHSEC_PREFIX);
             let bytes = STANDARD.decode(encoded).map(|b| b.len()).ok();
             SecretSpec::new(SecretFormat::Whsec, bytes)
         }

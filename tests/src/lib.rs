@@ -1,1 +1,258 @@
+//! Test harness: a store of either backend, an app on it with a hand-driven clock, and
+//! requests shaped like the ones API Gateway sends.
 
+use chrono::{TimeZone, Utc};
+use lambda_http::http::Method;
+use lambda_http::{Body, Request, RequestExt, Response};
+use serde_json::Value;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use webhook_secrets::auth::{mint_api_key, Role};
+use webhook_secrets::clock::{Clock, ManualClock};
+use webhook_secrets::ids::TenantId;
+use webhook_secrets::store::embedded::EmbeddedStore;
+use webhook_secrets::store::secrets_manager::{ClientSettings, SecretsManagerStore};
+use webhook_secrets::store::SecretStore;
+use webhook_secrets::vault::Vault;
+use webhook_secrets::App;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Embedded,
+    SecretsManager,
+}
+
+/// A store of `backend`, isolated from every other test: its own file, or (on the shared
+/// Secrets Manager emulator) its own name prefix, returned alongside.
+pub async fn store(backend: Backend, clock: Arc<dyn Clock>) -> (Arc<dyn SecretStore>, String) {
+    let unique = uuid::Uuid::new_v4().simple().to_string();
+    let prefix = format!("t{}", &unique[..12]);
+    let store: Arc<dyn SecretStore> = match backend {
+        Backend::Embedded => Arc::new(
+            EmbeddedStore::open(&temp_db(&unique), clock).expect("open the embedded store"),
+        ),
+        Backend::SecretsManager => {
+            require_emulator();
+            Arc::new(SecretsManagerStore::from_env(ClientSettings::default()).await)
+        }
+    };
+    (store, prefix)
+}
+
+/// The Secrets Manager tests talk to a moto server through the real SDK; `make test` starts
+/// one and sets `AWS_ENDPOINT_URL`. Without it they fail rather than pass vacuously.
+pub fn require_emulator() {
+    assert!(
+        std::env::var("AWS_ENDPOINT_URL").is_ok_and(|v| v.starts_with("http://127.0.0.1")),
+        "Secrets Manager tests need the local moto server: run `make test` (it starts one and sets AWS_ENDPOINT_URL=http://127.0.0.1:<port>)"
+    );
+}
+
+pub fn temp_db(unique: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join("webhook-secrets-tests");
+    std::fs::create_dir_all(&dir).expect("create the test directory");
+    dir.join(format!("{unique}.sqlite3"))
+}
+
+pub fn start_of_test_time() -> chrono::DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 1, 1, 12, 0, 0).unwrap()
+}
+
+/// An app on one backend, a manual clock, and keys of each role for tenant `acme`.
+pub struct TestApp {
+    pub app: App,
+    pub clock: Arc<ManualClock>,
+    pub backend: Backend,
+    pub owner: String,
+    pub admin: String,
+    pub member: String,
+}
+
+impl TestApp {
+    pub async fn new(backend: Backend) -> Self {
+        let clock = Arc::new(ManualClock::new(start_of_test_time()));
+        let (store, prefix) = store(backend, clock.clone()).await;
+        let vault = Vault::new(store, prefix, clock.clone());
+        let app = App::new(vault, chrono::Duration::seconds(60));
+        let mut test = Self {
+            app,
+            clock,
+            backend,
+            owner: String::new(),
+            admin: String::new(),
+            member: String::new(),
+        };
+        test.owner = test.mint("acme", Role::Owner).await;
+        test.admin = test.mint("acme", Role::Admin).await;
+        test.member = test.mint("acme", Role::Member).await;
+        test
+    }
+
+    /// Mints a key and returns the whole key string.
+    pub async fn mint(&self, tenant: &str, role: Role) -> String {
+        let (key, _) = mint_api_key(&self.app.vault, TenantId::parse(tenant).unwrap(), role)
+            .await
+            .expect("mint a key");
+        key.expose().to_string()
+    }
+}
+
+/// A request as API Gateway (HTTP API, payload 2.0) hands it to a function.
+pub struct Call {
+    method: Method,
+    path: String,
+    headers: Vec<(String, String)>,
+    body: Option<String>,
+    path_params: HashMap<String, String>,
+    query: HashMap<String, String>,
+}
+
+impl Call {
+    pub fn new(method: Method, path: &str) -> Self {
+        Self {
+            method,
+            path: path.to_owned(),
+            headers: Vec::new(),
+            body: None,
+            path_params: HashMap::new(),
+            query: HashMap::new(),
+        }
+    }
+
+    pub fn get(path: &str) -> Self {
+        Self::new(Method::GET, path)
+    }
+
+    pub fn post(path: &str) -> Self {
+        Self::new(Method::POST, path)
+    }
+
+    pub fn delete(path: &str) -> Self {
+        Self::new(Method::DELETE, path)
+    }
+
+    pub fn bearer(self, key: &str) -> Self {
+        self.header("authorization", &format!("Bearer {key}"))
+    }
+
+    pub fn header(mut self, name: &str, value: &str) -> Self {
+        self.headers.push((name.to_owned(), value.to_owned()));
+        self
+    }
+
+    pub fn json(mut self, body: Value) -> Self {
+        self.body = Some(body.to_string());
+        self.header("content-type", "application/json")
+    }
+
+    pub fn raw_body(mut self, body: &str) -> Self {
+        self.body = Some(body.to_owned());
+        self
+    }
+
+    pub fn id(mut self, id: &str) -> Self {
+        self.path_params.insert("id".into(), id.into());
+        self
+    }
+
+    pub fn query(mut self, name: &str, value: &str) -> Self {
+        self.query.insert(name.into(), value.into());
+        self
+    }
+
+    pub fn build(self) -> Request {
+        let mut builder = lambda_http::http::Request::builder()
+            .method(self.method)
+            .uri(format!("https://api.example.com{}", self.path));
+        for (name, value) in &self.headers {
+            builder = builder.header(name, value);
+        }
+        let body = self.body.map_or(Body::Empty, Body::Text);
+        let mut req = builder.body(body).expect("a valid request");
+        if !self.path_params.is_empty() {
+            req = req.with_path_parameters(self.path_params);
+        }
+        if !self.query.is_empty() {
+            req = req.with_query_string_parameters(self.query);
+        }
+        req
+    }
+}
+
+/// A response read back: status, request id header and JSON body (`Null` when empty).
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub request_id: Option<String>,
+    pub headers: lambda_http::http::HeaderMap,
+    pub body: Value,
+}
+
+pub fn answer(response: Response<Body>) -> Answer {
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let request_id = headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let body = match response.body() {
+        Body::Text(text) => serde_json::from_str(text).expect("a JSON body"),
+        Body::Binary(bytes) => serde_json::from_slice(bytes).expect("a JSON body"),
+        _ => Value::Null,
+    };
+    Answer {
+        status,
+        request_id,
+        headers,
+        body,
+    }
+}
+
+/// Invokes a route function with a request and reads the answer back.
+#[macro_export]
+macro_rules! invoke {
+    ($route:ident, $app:expr, $call:expr) => {
+        $crate::answer(
+            webhook_secrets::routes::$route(&$app.app, $call.build())
+                .await
+                .expect("routes always answer Ok"),
+        )
+    };
+}
+
+/// Asserts that `answer` is the documented error: the status, the code, a message, and the
+/// request id both in the body and in the header.
+pub fn assert_error(answer: &Answer, status: u16, code: &str) {
+    assert_eq!(answer.status, status, "body: {}", answer.body);
+    assert_eq!(answer.body["error"]["code"], code, "body: {}", answer.body);
+    assert!(answer.body["error"]["message"]
+        .as_str()
+        .is_some_and(|m| !m.is_empty()));
+    let in_body = answer.body["error"]["request_id"].as_str();
+    assert!(in_body.is_some());
+    assert_eq!(in_body, answer.request_id.as_deref());
+}
+
+/// Generates one `#[tokio::test]` per backend for each listed async case `fn(Backend)`.
+#[macro_export]
+macro_rules! on_every_backend {
+    ($($case:ident),* $(,)?) => {
+        mod embedded {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    super::$case($crate::Backend::Embedded).await;
+                }
+            )*
+        }
+        mod secrets_manager {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    super::$case($crate::Backend::SecretsManager).await;
+                }
+            )*
+        }
+    };
+}

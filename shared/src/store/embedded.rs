@@ -5,7 +5,9 @@
 //! front (`BEGIN IMMEDIATE`) so a compare-and-swap reads and writes under one lock, and a busy
 //! timeout makes a second writer wait instead of failing.
 
-use super::{NamePage, SecretName, SecretStore, StoreError, StoredValue, StoredVersion, VersionStages};
+use super::{
+    NamePage, SecretName, SecretStore, StoreError, StoredValue, StoredVersion, VersionStages,
+};
 use crate::clock::Clock;
 use crate::ids::VersionId;
 use async_trait::async_trait;
@@ -56,9 +58,8 @@ impl EmbeddedStore {
                 StoreError::Unavailable(format!("cannot create {}: {e}", parent.display()))
             })?;
         }
-        let conn = Connection::open(path).map_err(|e| {
-            StoreError::Unavailable(format!("cannot open {}: {e}", path.display()))
-        })?;
+        let conn = Connection::open(path)
+            .map_err(|e| StoreError::Unavailable(format!("cannot open {}: {e}", path.display())))?;
         conn.busy_timeout(BUSY_TIMEOUT).map_err(sqlite_error)?;
         // FULL: a rotation reported as done survives a crash of the machine, not only of the
         // process.
@@ -139,8 +140,13 @@ impl SecretStore for EmbeddedStore {
         tags: &[(String, String)],
     ) -> Result<(), StoreError> {
         let (name, token, value) = (name.to_string(), token.to_string(), value.clone());
-        let tags = serde_json::to_string(&tags.iter().cloned().collect::<std::collections::BTreeMap<_, _>>())
-            .map_err(|e| StoreError::Invalid(e.to_string()))?;
+        let tags = serde_json::to_string(
+            &tags
+                .iter()
+                .cloned()
+                .collect::<std::collections::BTreeMap<_, _>>(),
+        )
+        .map_err(|e| StoreError::Invalid(e.to_string()))?;
         self.with_conn(move |conn, now| {
             let tx = conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -199,7 +205,8 @@ impl SecretStore for EmbeddedStore {
     ) -> Result<StoredVersion, StoreError> {
         let (name, version) = (name.to_string(), version.clone());
         self.with_conn(move |conn, _| {
-            let value = version_value(conn, &name, version.as_str())?.ok_or(StoreError::NotFound)?;
+            let value =
+                version_value(conn, &name, version.as_str())?.ok_or(StoreError::NotFound)?;
             Ok(StoredVersion {
                 version_id: version,
                 value: read_value(value)?,
@@ -215,8 +222,12 @@ impl SecretStore for EmbeddedStore {
         token: &VersionId,
         value: &StoredValue,
     ) -> Result<(), StoreError> {
-        let (name, expected, token, value) =
-            (name.to_string(), expected.to_string(), token.to_string(), value.clone());
+        let (name, expected, token, value) = (
+            name.to_string(),
+            expected.to_string(),
+            token.to_string(),
+            value.clone(),
+        );
         self.with_conn(move |conn, now| {
             let tx = conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -274,12 +285,8 @@ impl SecretStore for EmbeddedStore {
             let tx = conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .map_err(sqlite_error)?;
-            let deleted = tx
-                .execute("DELETE FROM secrets WHERE name = ?1", [&name])
+            tx.execute("DELETE FROM secrets WHERE name = ?1", [&name])
                 .map_err(sqlite_error)?;
-            if deleted == 0 {
-                return Err(StoreError::NotFound);
-            }
             tx.execute("DELETE FROM versions WHERE name = ?1", [&name])
                 .map_err(sqlite_error)?;
             tx.commit().map_err(sqlite_error)
@@ -298,7 +305,9 @@ impl SecretStore for EmbeddedStore {
                 .decode(cursor)
                 .ok()
                 .and_then(|raw| String::from_utf8(raw).ok())
-                .ok_or_else(|| StoreError::Invalid("the cursor is not one this API returned".into()))?,
+                .ok_or_else(|| {
+                    StoreError::Invalid("the cursor is not one this API returned".into())
+                })?,
             None => String::new(),
         };
         let prefix = prefix.to_owned();
@@ -341,7 +350,15 @@ impl SecretStore for EmbeddedStore {
                             (SELECT COUNT(*) FROM versions WHERE name = ?1)
                      FROM secrets WHERE name = ?1",
                     [&name],
-                    |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?)),
+                    |row| {
+                        Ok((
+                            row.get(0)?,
+                            row.get(1)?,
+                            row.get(2)?,
+                            row.get(3)?,
+                            row.get(4)?,
+                        ))
+                    },
                 )
                 .optional()
                 .map_err(sqlite_error)?;

@@ -151,7 +151,8 @@ pub trait SecretStore: Send + Sync {
         value: &StoredValue,
     ) -> Result<(), StoreError>;
 
-    /// Deletes the secret and all its versions at once, with no recovery window.
+    /// Deletes the secret and all its versions at once, with no recovery window. Deleting a
+    /// missing secret succeeds, as a forced delete does on Secrets Manager, so retries are safe.
     async fn delete(&self, name: &SecretName) -> Result<(), StoreError>;
 
     /// Names that start with `prefix`, in pages of at most `limit` (1 to 100).

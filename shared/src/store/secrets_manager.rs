@@ -6,7 +6,9 @@
 //! Secrets Manager refuses if `AWSCURRENT` has moved meanwhile. Every replace then takes
 //! `AWSPENDING` off its own version, so none is left dangling whether it won or lost.
 
-use super::{NamePage, SecretName, SecretStore, StoreError, StoredValue, StoredVersion, VersionStages};
+use super::{
+    NamePage, SecretName, SecretStore, StoreError, StoredValue, StoredVersion, VersionStages,
+};
 use crate::ids::VersionId;
 use async_trait::async_trait;
 use aws_config::retry::RetryConfig;
@@ -305,7 +307,9 @@ impl SecretStore for SecretsManagerStore {
         names.sort();
         Ok(NamePage {
             names,
-            next: output.next_token().map(|token| URL_SAFE_NO_PAD.encode(token)),
+            next: output
+                .next_token()
+                .map(|token| URL_SAFE_NO_PAD.encode(token)),
         })
     }
 
@@ -347,8 +351,8 @@ fn stored_version(version: Option<&str>, value: Option<&str>) -> Result<StoredVe
         .ok_or_else(|| StoreError::Unavailable("GetSecretValue returned no VersionId".into()))?;
     let version_id = VersionId::parse(version)
         .map_err(|e| StoreError::Unavailable(format!("unexpected version id: {e}")))?;
-    let value = value
-        .ok_or_else(|| StoreError::Unavailable("the secret holds no SecretString".into()))?;
+    let value =
+        value.ok_or_else(|| StoreError::Unavailable("the secret holds no SecretString".into()))?;
     Ok(StoredVersion {
         version_id,
         value: StoredValue::new(value.to_owned())?,

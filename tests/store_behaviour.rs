@@ -1,0 +1,299 @@
+//! One behaviour suite for the storage port, run against the embedded store and against
+//! Secrets Manager (the real SDK talking to a local moto server).
+
+use integration_tests::{on_every_backend, start_of_test_time, store, Backend};
+use std::collections::HashSet;
+use std::sync::Arc;
+use webhook_secrets::clock::ManualClock;
+use webhook_secrets::ids::VersionId;
+use webhook_secrets::store::{SecretName, SecretStore, StoreError, StoredValue, MAX_VALUE_BYTES};
+
+async fn setup(backend: Backend) -> (Arc<dyn SecretStore>, String) {
+    store(backend, Arc::new(ManualClock::new(start_of_test_time()))).await
+}
+
+fn name(prefix: &str, rest: &str) -> SecretName {
+    SecretName::parse(&format!("{prefix}/{rest}")).unwrap()
+}
+
+fn value(text: &str) -> StoredValue {
+    StoredValue::new(text.to_owned()).unwrap()
+}
+
+async fn create_then_read_current(backend: Backend) {
+    let (store, prefix) = setup(backend).await;
+    let secret = name(&prefix, "acme/ep1");
+    let token = VersionId::generate();
+    store
+        .create(&secret, &token, &value("one"), &[])
+        .await
+        .unwrap();
+    let current = store.read_current(&secret).await.unwrap();
+    assert_eq!(current.version_id, token);
+    assert_eq!(current.value.expose(), "one");
+    let stages = store.stages(&secret).await.unwrap();
+    assert_eq!(stages.current, Some(token));
+    assert_eq!(stages.pending, None);
+}
+
+async fn create_is_idempotent_per_token(backend: Backend) {
+    let (store, prefix) = setup(backend).await;
+    let secret = name(&prefix, "acme/ep1");
+    let token = VersionId::generate();
+    store
+        .create(&secret, &token, &value("one"), &[])
+        .await
+        .unwrap();
+    // The same token and value: the same create, retried.
+    store
+        .create(&secret, &token, &value("one"), &[])
+        .await
+        .unwrap();
+    // Another create of the same name is refused, whatever its value.
+    let other = store
+        .create(&secret, &VersionId::generate(), &value("one"), &[])
+        .await;
+    assert!(matches!(other, Err(StoreError::AlreadyExists)), "{other:?}");
+    let changed = store.create(&secret, &token, &value("two"), &[]).await;
+    assert!(
+        matches!(changed, Err(StoreError::AlreadyExists)),
+        "{changed:?}"
+    );
+    assert_eq!(
+        store.read_current(&secret).await.unwrap().value.expose(),
+        "one"
+    );
+    assert_eq!(store.stages(&secret).await.unwrap().version_count, 1);
+}
+
+async fn missing_secrets_are_not_found(backend: Backend) {
+    let (store, prefix) = setup(backend).await;
+    let missing = name(&prefix, "acme/none");
+    assert!(matches!(
+        store.read_current(&missing).await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(matches!(
+        store.read_version(&missing, &VersionId::generate()).await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(matches!(
+        store.stages(&missing).await,
+        Err(StoreError::NotFound)
+    ));
+    let swap = store
+        .replace_current(
+            &missing,
+            &VersionId::generate(),
+            &VersionId::generate(),
+            &value("x"),
+        )
+        .await;
+    assert!(matches!(swap, Err(StoreError::NotFound)), "{swap:?}");
+}
+
+async fn replace_swaps_only_from_the_version_read(backend: Backend) {
+    let (store, prefix) = setup(backend).await;
+    let secret = name(&prefix, "acme/ep1");
+    let v1 = VersionId::generate();
+    store
+        .create(&secret, &v1, &value("one"), &[])
+        .await
+        .unwrap();
+    let v2 = VersionId::generate();
+    store
+        .replace_current(&secret, &v1, &v2, &value("two"))
+        .await
+        .unwrap();
+    let stages = store.stages(&secret).await.unwrap();
+    assert_eq!(stages.current.as_ref(), Some(&v2));
+    assert_eq!(stages.previous.as_ref(), Some(&v1));
+    assert_eq!(stages.pending, None);
+
+    // A writer that read v1 has lost: its value never becomes current and is not left pending.
+    let stale = VersionId::generate();
+    let lost = store
+        .replace_current(&secret, &v1, &stale, &value("stale"))
+        .await;
+    assert!(matches!(lost, Err(StoreError::Conflict)), "{lost:?}");
+    let current = store.read_current(&secret).await.unwrap();
+    assert_eq!(
+        (current.version_id, current.value.expose()),
+        (v2.clone(), "two")
+    );
+    let stages = store.stages(&secret).await.unwrap();
+    assert_eq!(stages.pending, None);
+    assert_eq!(stages.current.as_ref(), Some(&v2));
+
+    // Older versions stay readable by id.
+    assert_eq!(
+        store
+            .read_version(&secret, &v1)
+            .await
+            .unwrap()
+            .value
+            .expose(),
+        "one"
+    );
+}
+
+async fn replace_is_idempotent_per_token(backend: Backend) {
+    let (store, prefix) = setup(backend).await;
+    let secret = name(&prefix, "acme/ep1");
+    let v1 = VersionId::generate();
+    store
+        .create(&secret, &v1, &value("one"), &[])
+        .await
+        .unwrap();
+    let v2 = VersionId::generate();
+    store
+        .replace_current(&secret, &v1, &v2, &value("two"))
+        .await
+        .unwrap();
+    let versions = store.stages(&secret).await.unwrap().version_count;
+    // The same swap retried (its response was lost): success, and no new version.
+    store
+        .replace_current(&secret, &v1, &v2, &value("two"))
+        .await
+        .unwrap();
+    let stages = store.stages(&secret).await.unwrap();
+    assert_eq!(stages.current.as_ref(), Some(&v2));
+    assert_eq!(stages.version_count, versions);
+    assert_eq!(stages.pending, None);
+}
+
+async fn concurrent_replaces_have_one_winner(backend: Backend) {
+    let (store, prefix) = setup(backend).await;
+    let secret = name(&prefix, "acme/ep1");
+    let v1 = VersionId::generate();
+    store
+        .create(&secret, &v1, &value("one"), &[])
+        .await
+        .unwrap();
+    let attempts = (0..8).map(|i| {
+        let (store, secret, v1) = (store.clone(), secret.clone(), v1.clone());
+        tokio::spawn(async move {
+            let token = VersionId::generate();
+            let outcome = store
+                .replace_current(&secret, &v1, &token, &value(&format!("writer-{i}")))
+                .await;
+            (token, outcome)
+        })
+    });
+    let mut winners = Vec::new();
+    for attempt in futures::future::join_all(attempts).await {
+        let (token, outcome) = attempt.unwrap();
+        match outcome {
+            Ok(()) => winners.push(token),
+            Err(StoreError::Conflict) => {}
+            Err(other) => panic!("unexpected error: {other:?}"),
+        }
+    }
+    assert_eq!(
+        winners.len(),
+        1,
+        "exactly one writer wins a swap from the same version"
+    );
+    let stages = store.stages(&secret).await.unwrap();
+    assert_eq!(stages.current.as_ref(), Some(&winners[0]));
+    assert_eq!(stages.pending, None, "no AWSPENDING is left dangling");
+}
+
+async fn delete_removes_every_version(backend: Backend) {
+    let (store, prefix) = setup(backend).await;
+    let secret = name(&prefix, "acme/ep1");
+    let v1 = VersionId::generate();
+    store
+        .create(&secret, &v1, &value("one"), &[])
+        .await
+        .unwrap();
+    store.delete(&secret).await.unwrap();
+    assert!(matches!(
+        store.read_current(&secret).await,
+        Err(StoreError::NotFound)
+    ));
+    // Deleting again (a retried delete) succeeds and changes nothing.
+    store.delete(&secret).await.unwrap();
+    assert!(matches!(
+        store.read_version(&secret, &v1).await,
+        Err(StoreError::NotFound)
+    ));
+}
+
+async fn list_pages_through_one_prefix_only(backend: Backend) {
+    let (store, prefix) = setup(backend).await;
+    let mut expected = HashSet::new();
+    for i in 0..5 {
+        let secret = name(&prefix, &format!("acme/ep{i}"));
+        store
+            .create(&secret, &VersionId::generate(), &value("v"), &[])
+            .await
+            .unwrap();
+        expected.insert(secret.to_string());
+    }
+    for other in ["acme2/ep0", "other/ep0"] {
+        store
+            .create(
+                &name(&prefix, other),
+                &VersionId::generate(),
+                &value("v"),
+                &[],
+            )
+            .await
+            .unwrap();
+    }
+    let mut seen = HashSet::new();
+    let mut cursor: Option<String> = None;
+    let mut pages = 0;
+    loop {
+        let page = store
+            .list(&format!("{prefix}/acme/"), cursor.as_deref(), 2)
+            .await
+            .unwrap();
+        pages += 1;
+        assert!(page.names.len() <= 2);
+        for name in page.names {
+            assert!(seen.insert(name.to_string()), "listed twice: {name}");
+        }
+        match page.next {
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
+        assert!(pages < 10, "pagination does not end");
+    }
+    assert_eq!(seen, expected);
+    assert!(pages >= 3);
+    let bad = store.list(&format!("{prefix}/acme/"), Some("%%%"), 2).await;
+    assert!(matches!(bad, Err(StoreError::Invalid(_))), "{bad:?}");
+}
+
+on_every_backend!(
+    create_then_read_current,
+    create_is_idempotent_per_token,
+    missing_secrets_are_not_found,
+    replace_swaps_only_from_the_version_read,
+    replace_is_idempotent_per_token,
+    concurrent_replaces_have_one_winner,
+    delete_removes_every_version,
+    list_pages_through_one_prefix_only,
+);
+
+#[test]
+fn the_vault_enforces_aws_limits_itself() {
+    assert!(StoredValue::new("x".repeat(MAX_VALUE_BYTES)).is_ok());
+    assert!(matches!(
+        StoredValue::new("x".repeat(MAX_VALUE_BYTES + 1)),
+        Err(StoreError::TooLarge(n)) if n == MAX_VALUE_BYTES + 1
+    ));
+    assert!(SecretName::parse(&"a".repeat(512)).is_ok());
+    for bad in ["", "has space", "ümlaut", "a#b", &"a".repeat(513)] {
+        assert!(SecretName::parse(bad).is_err(), "{bad:?}");
+    }
+    assert!(SecretName::parse("prefix/acme/order-events").is_ok());
+}
+
+#[test]
+fn stored_values_never_print() {
+    let stored = StoredValue::new("whsec_c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0".into()).unwrap();
+    assert!(!format!("{stored:?}").contains("whsec_"));
+}
