@@ -84,6 +84,9 @@ pub enum AuthError {
     Throttled,
     #[error("the key store is unavailable")]
     Unavailable(String),
+    /// The key store refused in a way retrying will not fix (denied access, a corrupt record).
+    #[error("the key store failed")]
+    Internal(String),
 }
 
 impl ApiKey {
@@ -227,7 +230,10 @@ impl Authenticator {
                 return Err(AuthError::Invalid);
             }
             Err(VaultError::Throttled) => return Err(AuthError::Throttled),
-            Err(other) => return Err(AuthError::Unavailable(other.to_string())),
+            Err(err @ VaultError::Unavailable(_)) => {
+                return Err(AuthError::Unavailable(err.to_string()))
+            }
+            Err(other) => return Err(AuthError::Internal(other.to_string())),
         };
         self.lock().insert(key_id.clone(), (record.clone(), now));
         Ok(record)

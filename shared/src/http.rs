@@ -119,6 +119,7 @@ impl From<AuthError> for ApiError {
             ),
             AuthError::Throttled => VaultError::Throttled.into(),
             AuthError::Unavailable(cause) => VaultError::Unavailable(cause).into(),
+            AuthError::Internal(cause) => Self::internal(cause),
         }
     }
 }

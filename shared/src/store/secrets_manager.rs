@@ -54,7 +54,14 @@ impl SecretsManagerStore {
     /// Builds the client from the standard AWS settings (`AWS_REGION`, credentials,
     /// `AWS_ENDPOINT_URL`, ...) with standard retries and explicit timeouts.
     pub async fn from_env(settings: ClientSettings) -> Self {
-        let config = aws_config::defaults(BehaviorVersion::latest())
+        Self::new(Client::new(&Self::config_loader(settings).load().await))
+    }
+
+    /// The SDK configuration this store runs with: standard retry mode (exponential backoff
+    /// with jitter, throttling and transient errors retried) and per-attempt and total
+    /// timeouts. Tests add an endpoint to it to aim the same client at a fault injector.
+    pub fn config_loader(settings: ClientSettings) -> aws_config::ConfigLoader {
+        aws_config::defaults(BehaviorVersion::latest())
             .retry_config(RetryConfig::standard().with_max_attempts(settings.max_attempts))
             .timeout_config(
                 TimeoutConfig::builder()
@@ -63,9 +70,6 @@ impl SecretsManagerStore {
                     .operation_timeout(settings.operation_timeout)
                     .build(),
             )
-            .load()
-            .await;
-        Self::new(Client::new(&config))
     }
 
     pub fn new(client: Client) -> Self {
