@@ -37,12 +37,18 @@ async fn run_and_collect_secrets(backend: Backend) -> Vec<String> {
     let created = invoke!(
         create_endpoint,
         app,
-        Call::post("/v1/endpoints").bearer(&app.owner).json(json!({"id": "logged", "url": "https://example.com"}))
+        Call::post("/v1/endpoints")
+            .bearer(&app.owner)
+            .json(json!({"id": "logged", "url": "https://example.com"}))
     );
     assert_eq!(created.status, 201);
     secrets.push(created.body["secret"]["value"].as_str().unwrap().to_owned());
     for _ in 0..2 {
-        let rotated = invoke!(rotate_secret, app, Call::post("/x").bearer(&app.admin).id("logged"));
+        let rotated = invoke!(
+            rotate_secret,
+            app,
+            Call::post("/x").bearer(&app.admin).id("logged")
+        );
         assert_eq!(rotated.status, 200);
         secrets.push(rotated.body["secret"]["value"].as_str().unwrap().to_owned());
     }
@@ -50,20 +56,50 @@ async fn run_and_collect_secrets(backend: Backend) -> Vec<String> {
     let rotated = invoke!(
         rotate_secret,
         app,
-        Call::post("/x").bearer(&app.owner).id("logged").json(json!({"secret": supplied}))
+        Call::post("/x")
+            .bearer(&app.owner)
+            .id("logged")
+            .json(json!({"secret": supplied}))
     );
     assert_eq!(rotated.status, 200, "{}", rotated.body);
     secrets.push(supplied.to_owned());
     let refused = invoke!(
         rotate_secret,
         app,
-        Call::post("/x").bearer(&app.owner).id("logged").json(json!({"secret_bytes": "whsec_bm90LWEtbnVtYmVyLWJ1dC1hLXNlY3JldA=="}))
+        Call::post("/x")
+            .bearer(&app.owner)
+            .id("logged")
+            .json(json!({"secret_bytes": "whsec_bm90LWEtbnVtYmVyLWJ1dC1hLXNlY3JldA=="}))
     );
     assert_eq!(refused.status, 400);
     secrets.push("whsec_bm90LWEtbnVtYmVyLWJ1dC1hLXNlY3JldA==".to_owned());
-    assert_eq!(invoke!(get_endpoint, app, Call::get("/x").bearer(&app.member).id("logged")).status, 200);
-    assert_eq!(invoke!(list_endpoints, app, Call::get("/v1/endpoints").bearer(&app.member)).status, 200);
-    assert_eq!(invoke!(delete_endpoint, app, Call::delete("/x").bearer(&app.owner).id("logged")).status, 204);
+    assert_eq!(
+        invoke!(
+            get_endpoint,
+            app,
+            Call::get("/x").bearer(&app.member).id("logged")
+        )
+        .status,
+        200
+    );
+    assert_eq!(
+        invoke!(
+            list_endpoints,
+            app,
+            Call::get("/v1/endpoints").bearer(&app.member)
+        )
+        .status,
+        200
+    );
+    assert_eq!(
+        invoke!(
+            delete_endpoint,
+            app,
+            Call::delete("/x").bearer(&app.owner).id("logged")
+        )
+        .status,
+        204
+    );
     secrets
 }
 
@@ -82,11 +118,21 @@ async fn no_secret_reaches_a_log_line() {
     let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
     let lines = logs.lines().count();
     assert!(lines > 50, "expected a full debug log, got {lines} lines");
-    assert!(logs.contains("request finished"), "our own request log lines were captured");
-    assert!(logs.contains("secret rotated"), "debug lines about secrets were captured");
+    assert!(
+        logs.contains("request finished"),
+        "our own request log lines were captured"
+    );
+    assert!(
+        logs.contains("secret rotated"),
+        "debug lines about secrets were captured"
+    );
     for secret in &secrets {
         // Also the base64 body without its prefix, in case something strips `whsec_`.
         let body = secret.trim_start_matches("whsec_");
-        assert!(!logs.contains(body), "a secret reached the logs ({} lines captured)", lines);
+        assert!(
+            !logs.contains(body),
+            "a secret reached the logs ({} lines captured)",
+            lines
+        );
     }
 }

@@ -297,3 +297,46 @@ fn stored_values_never_print() {
     let stored = StoredValue::new("whsec_c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0".into()).unwrap();
     assert!(!format!("{stored:?}").contains("whsec_"));
 }
+
+/// Under `cargo lambda watch` every function is its own process with its own connection to
+/// the database file. Eight connections race one swap: exactly one wins, none corrupts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_swaps_are_atomic_across_connections() {
+    use webhook_secrets::store::embedded::EmbeddedStore;
+    let path = integration_tests::temp_db(&uuid::Uuid::new_v4().simple().to_string());
+    let clock = Arc::new(ManualClock::new(start_of_test_time()));
+    let open =
+        || -> Arc<dyn SecretStore> { Arc::new(EmbeddedStore::open(&path, clock.clone()).unwrap()) };
+    let secret = name("p", "acme/ep");
+    let v1 = VersionId::generate();
+    open()
+        .create(&secret, &v1, &value("one"), &[])
+        .await
+        .unwrap();
+    let racers = (0..8).map(|i| {
+        let (store, secret, v1) = (open(), secret.clone(), v1.clone());
+        tokio::spawn(async move {
+            store
+                .replace_current(
+                    &secret,
+                    &v1,
+                    &VersionId::generate(),
+                    &value(&format!("racer-{i}")),
+                )
+                .await
+        })
+    });
+    let outcomes: Vec<_> = futures::future::join_all(racers)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    let wins = outcomes.iter().filter(|o| o.is_ok()).count();
+    assert_eq!(wins, 1, "{outcomes:?}");
+    assert!(outcomes
+        .iter()
+        .all(|o| matches!(o, Ok(()) | Err(StoreError::Conflict))));
+    let stages = open().stages(&secret).await.unwrap();
+    assert_eq!(stages.version_count, 2);
+    assert_eq!(stages.previous, Some(v1));
+}
