@@ -8,7 +8,7 @@ TOOLS := $(VENV)/.installed
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: dev test tools sam-build clean
+.PHONY: dev test tools bench sam-build clean
 
 $(TOOLS): requirements-dev.txt
 	python3 -m venv $(VENV)
@@ -23,6 +23,9 @@ dev: $(TOOLS)
 
 test: $(TOOLS)
 	scripts/test.sh
+
+bench: $(TOOLS)
+	scripts/bench.sh
 
 sam-build: $(TOOLS)
 	AWS_DEFAULT_REGION=$${AWS_DEFAULT_REGION:-us-east-1} sam build --beta-features

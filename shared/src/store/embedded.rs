@@ -6,13 +6,12 @@
 //! timeout makes a second writer wait instead of failing.
 
 use super::{
-    NamePage, SecretName, SecretStore, StoreError, StoredValue, StoredVersion, VersionStages,
+    decode_cursor, encode_cursor, NamePage, SecretName, SecretStore, StoreError, StoredValue,
+    StoredVersion, VersionStages,
 };
 use crate::clock::Clock;
 use crate::ids::VersionId;
 use async_trait::async_trait;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
 use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use std::path::Path;
@@ -300,16 +299,7 @@ impl SecretStore for EmbeddedStore {
         cursor: Option<&str>,
         limit: usize,
     ) -> Result<NamePage, StoreError> {
-        let after = match cursor {
-            Some(cursor) => URL_SAFE_NO_PAD
-                .decode(cursor)
-                .ok()
-                .and_then(|raw| String::from_utf8(raw).ok())
-                .ok_or_else(|| {
-                    StoreError::Invalid("the cursor is not one this API returned".into())
-                })?,
-            None => String::new(),
-        };
+        let after = cursor.map(decode_cursor).transpose()?.unwrap_or_default();
         let prefix = prefix.to_owned();
         let limit = limit.clamp(1, 100);
         self.with_conn(move |conn, _| {
@@ -333,9 +323,8 @@ impl SecretStore for EmbeddedStore {
                 .take(limit)
                 .map(|name| SecretName::parse(&name))
                 .collect::<Result<Vec<_>, _>>()?;
-            let next = more.then(|| {
-                URL_SAFE_NO_PAD.encode(names.last().map(|n| n.as_str()).unwrap_or_default())
-            });
+            let next =
+                more.then(|| encode_cursor(names.last().map(|n| n.as_str()).unwrap_or_default()));
             Ok(NamePage { names, next })
         })
         .await

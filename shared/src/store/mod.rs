@@ -8,6 +8,8 @@ pub mod secrets_manager;
 
 use crate::ids::VersionId;
 use async_trait::async_trait;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
 use chrono::{DateTime, Utc};
 use std::fmt;
 use zeroize::Zeroizing;
@@ -117,6 +119,20 @@ pub struct NamePage {
     pub names: Vec<SecretName>,
     /// Opaque; pass back to get the next page. `None` when there is none.
     pub next: Option<String>,
+}
+
+/// Cursors are opaque to callers: base64url of the backend's own position (a name, or a
+/// Secrets Manager `NextToken`), so they travel safely in a query string.
+pub fn encode_cursor(position: &str) -> String {
+    URL_SAFE_NO_PAD.encode(position)
+}
+
+pub fn decode_cursor(cursor: &str) -> Result<String, StoreError> {
+    URL_SAFE_NO_PAD
+        .decode(cursor)
+        .ok()
+        .and_then(|raw| String::from_utf8(raw).ok())
+        .ok_or_else(|| StoreError::Invalid("the cursor is not one this API returned".into()))
 }
 
 #[async_trait]

@@ -7,7 +7,8 @@
 //! `AWSPENDING` off its own version, so none is left dangling whether it won or lost.
 
 use super::{
-    NamePage, SecretName, SecretStore, StoreError, StoredValue, StoredVersion, VersionStages,
+    decode_cursor, encode_cursor, NamePage, SecretName, SecretStore, StoreError, StoredValue,
+    StoredVersion, VersionStages,
 };
 use crate::ids::VersionId;
 use async_trait::async_trait;
@@ -17,8 +18,6 @@ use aws_config::BehaviorVersion;
 use aws_sdk_secretsmanager::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_secretsmanager::types::{Filter, FilterNameStringType, Tag};
 use aws_sdk_secretsmanager::Client;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
 use chrono::{DateTime, Utc};
 use std::time::Duration;
 
@@ -275,17 +274,7 @@ impl SecretStore for SecretsManagerStore {
         cursor: Option<&str>,
         limit: usize,
     ) -> Result<NamePage, StoreError> {
-        let next_token = cursor
-            .map(|cursor| {
-                URL_SAFE_NO_PAD
-                    .decode(cursor)
-                    .ok()
-                    .and_then(|raw| String::from_utf8(raw).ok())
-                    .ok_or_else(|| {
-                        StoreError::Invalid("the cursor is not one this API returned".into())
-                    })
-            })
-            .transpose()?;
+        let next_token = cursor.map(decode_cursor).transpose()?;
         let output = self
             .client
             .list_secrets()
@@ -311,9 +300,7 @@ impl SecretStore for SecretsManagerStore {
         names.sort();
         Ok(NamePage {
             names,
-            next: output
-                .next_token()
-                .map(|token| URL_SAFE_NO_PAD.encode(token)),
+            next: output.next_token().map(encode_cursor),
         })
     }
 
