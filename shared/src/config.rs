@@ -86,9 +86,11 @@ impl Config {
                 EmbeddedStore::open(path, Arc::clone(&clock))
                     .map_err(|e| ConfigError(format!("VAULT_PATH {}: {e}", path.display())))?,
             ),
-            Backend::SecretsManager(settings) => {
-                Arc::new(SecretsManagerStore::from_env(*settings).await)
-            }
+            Backend::SecretsManager(settings) => Arc::new(
+                SecretsManagerStore::from_env(*settings)
+                    .await
+                    .map_err(|e| ConfigError(format!("VAULT_BACKEND=secretsmanager: {e}")))?,
+            ),
         };
         Ok(App::new(
             Vault::new(store, &self.prefix, clock),

@@ -34,7 +34,11 @@ pub async fn store(backend: Backend, clock: Arc<dyn Clock>) -> (Arc<dyn SecretSt
         ),
         Backend::SecretsManager => {
             require_emulator();
-            Arc::new(SecretsManagerStore::from_env(ClientSettings::default()).await)
+            Arc::new(
+                SecretsManagerStore::from_env(ClientSettings::default())
+                    .await
+                    .expect("the Secrets Manager client"),
+            )
         }
     };
     (store, prefix)

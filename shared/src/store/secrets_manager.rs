@@ -51,9 +51,14 @@ pub struct SecretsManagerStore {
 
 impl SecretsManagerStore {
     /// Builds the client from the standard AWS settings (`AWS_REGION`, credentials,
-    /// `AWS_ENDPOINT_URL`, ...) with standard retries and explicit timeouts.
-    pub async fn from_env(settings: ClientSettings) -> Self {
-        Self::new(Client::new(&Self::config_loader(settings).load().await))
+    /// `AWS_ENDPOINT_URL`, ...) with standard retries and explicit timeouts. A missing region
+    /// is reported now rather than on the first request.
+    pub async fn from_env(settings: ClientSettings) -> Result<Self, String> {
+        let config = Self::config_loader(settings).load().await;
+        if config.region().is_none() {
+            return Err("no AWS region is configured: set AWS_REGION (Lambda sets it)".into());
+        }
+        Ok(Self::new(Client::new(&config)))
     }
 
     /// The SDK configuration this store runs with: standard retry mode (exponential backoff
