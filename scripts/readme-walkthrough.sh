@@ -19,7 +19,7 @@ grep -q 'curl' "$work/walkthrough.sh" || { echo "no walkthrough found in README.
 
 # Build the functions first so the first request does not wait on the compiler.
 cargo build --quiet --locked -p create-endpoint -p get-endpoint -p list-endpoints \
-  -p delete-endpoint -p rotate-secret -p admin
+  -p delete-endpoint -p rotate-secret -p reveal-secret -p sign-message -p verify-message -p admin
 
 start_group target/make-dev.log make dev PORT="$port"
 wait_for_http "http://127.0.0.1:$port/" 300

@@ -57,8 +57,10 @@ async fn create_get_rotate_get_delete(backend: Backend) {
         Call::post("/v1/endpoints/orders/secret/rotate")
             .bearer(&app.admin)
             .id("orders")
+            .json(json!({"grace_period_seconds": 0}))
     );
     assert_eq!(rotated.status, 200, "{}", rotated.body);
+    assert_eq!(rotated.body["previous_secrets"], json!([]));
     let second_secret = rotated.body["secret"]["value"].as_str().unwrap().to_owned();
     assert_ne!(second_secret, first_secret);
     assert_eq!(rotated.body["endpoint_id"], "orders");
@@ -78,7 +80,7 @@ async fn create_get_rotate_get_delete(backend: Backend) {
     );
     assert_ne!(got.body["secret"]["masked"], created["secret"]["masked"]);
 
-    // The old secret is no longer held at all: it stops verifying at once.
+    // With no grace period the old secret is no longer held at all: it stops verifying at once.
     let record = app
         .app
         .vault

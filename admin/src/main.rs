@@ -4,6 +4,7 @@
 use clap::{Parser, Subcommand};
 use serde_json::json;
 use std::process::ExitCode;
+use webhook_secrets::audit::{AuditRecord, AuditSink, JsonLinesAudit, AUDIT_MARKER};
 use webhook_secrets::auth::{mint_api_key, ApiKeyRecord, Role};
 use webhook_secrets::ids::{KeyId, TenantId};
 use webhook_secrets::Config;
@@ -66,6 +67,24 @@ fn parse_key_id(raw: &str) -> Result<KeyId, String> {
     KeyId::parse(raw).map_err(|e| e.to_string())
 }
 
+/// Key changes are audited like API actions; the actor is this command, not an API key.
+fn audit(action: &'static str, record: &ApiKeyRecord, outcome: &str) {
+    JsonLinesAudit::stderr().record(&AuditRecord {
+        audit: AUDIT_MARKER,
+        time: chrono::Utc::now(),
+        request_id: format!("admin-{}", uuid::Uuid::new_v4()),
+        tenant: Some(record.tenant.to_string()),
+        actor_key_id: None,
+        action,
+        endpoint_id: None,
+        key_id: Some(record.key_id.to_string()),
+        secret_version_ids: Vec::new(),
+        outcome: outcome.to_owned(),
+        status: None,
+        replayed: false,
+    });
+}
+
 fn record_json(record: &ApiKeyRecord) -> serde_json::Value {
     json!({
         "key_id": record.key_id,
@@ -101,6 +120,7 @@ async fn run(cli: Cli) -> Result<(), String> {
             let (key, record) = mint_api_key(vault, tenant, role)
                 .await
                 .map_err(|e| format!("could not store the key: {e}"))?;
+            audit("api_key.create", &record, "success");
             let whole = key.expose();
             if json {
                 println!(
@@ -144,6 +164,7 @@ async fn run(cli: Cli) -> Result<(), String> {
                 webhook_secrets::vault::VaultError::NotFound => format!("no key {key_id}"),
                 other => format!("could not revoke {key_id}: {other}"),
             })?;
+            audit("api_key.revoke", &record, "success");
             if json {
                 println!("{}", record_json(&record));
             } else {

@@ -1,5 +1,6 @@
 //! Settings, read once at cold start. Every problem is reported as one clear error.
 
+use crate::audit::{AuditSink, JsonLinesAudit};
 use crate::auth::{Authenticator, MAX_CACHE_TTL};
 use crate::clock::{Clock, SystemClock};
 use crate::store::embedded::EmbeddedStore;
@@ -103,14 +104,25 @@ impl Config {
 pub struct App {
     pub vault: Arc<Vault>,
     pub auth: Authenticator,
+    pub audit: Arc<dyn AuditSink>,
 }
 
 impl App {
+    /// An app whose audit records go to stdout, as a function's do.
     pub fn new(vault: Vault, key_cache_ttl: chrono::Duration) -> Self {
+        Self::with_audit(vault, key_cache_ttl, Arc::new(JsonLinesAudit::stdout()))
+    }
+
+    pub fn with_audit(
+        vault: Vault,
+        key_cache_ttl: chrono::Duration,
+        audit: Arc<dyn AuditSink>,
+    ) -> Self {
         let vault = Arc::new(vault);
         Self {
             auth: Authenticator::new(Arc::clone(&vault), key_cache_ttl),
             vault,
+            audit,
         }
     }
 

@@ -50,9 +50,74 @@ pub struct EndpointRecord {
     /// Older secrets still inside a grace period, newest first.
     #[serde(default)]
     pub previous_secrets: Vec<SecretVersion>,
+    /// Set when the write that produced this version carried an `Idempotency-Key`, so a
+    /// retry can be recognised and answered from this version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub written_by: Option<RequestFingerprint>,
 }
 
 pub const RECORD_SCHEMA: u32 = 1;
+
+/// Hashes of an idempotent request: its key, and its canonical body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestFingerprint {
+    pub idempotency_key_sha256: String,
+    pub request_sha256: String,
+}
+
+impl EndpointRecord {
+    /// The secrets that verify at `now`: the current one, then older ones inside their grace.
+    pub fn valid_secrets(&self, now: DateTime<Utc>) -> Vec<&SecretVersion> {
+        std::iter::once(&self.secret)
+            .chain(self.previous_secrets.iter().filter(|s| s.is_valid_at(now)))
+            .collect()
+    }
+}
+
+impl SecretVersion {
+    pub fn is_valid_at(&self, now: DateTime<Utc>) -> bool {
+        self.expires_at.is_none_or(|expiry| now < expiry)
+    }
+}
+
+/// Longest grace period: 7 days.
+pub const MAX_GRACE_SECONDS: u32 = 604_800;
+/// Default grace period: 24 hours, long enough for every receiver to pick up the new secret.
+pub const DEFAULT_GRACE_SECONDS: u32 = 86_400;
+/// Most older secrets an endpoint keeps valid at once; each one is one more HMAC per delivery.
+pub const MAX_PREVIOUS_SECRETS: usize = 10;
+
+/// How long an old secret keeps verifying after a rotation; 0 means it stops at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GracePeriod(u32);
+
+impl GracePeriod {
+    pub fn seconds(seconds: u64) -> Result<Self, InvalidEndpoint> {
+        u32::try_from(seconds)
+            .ok()
+            .filter(|s| *s <= MAX_GRACE_SECONDS)
+            .map(Self)
+            .ok_or_else(|| {
+                InvalidEndpoint(format!(
+                    "grace_period_seconds must be from 0 to {MAX_GRACE_SECONDS}"
+                ))
+            })
+    }
+
+    pub fn as_duration(self) -> chrono::Duration {
+        chrono::Duration::seconds(i64::from(self.0))
+    }
+
+    pub fn is_zero(self) -> bool {
+        self.0 == 0
+    }
+}
+
+impl Default for GracePeriod {
+    fn default() -> Self {
+        Self(DEFAULT_GRACE_SECONDS)
+    }
+}
 
 /// Where a new secret comes from.
 #[derive(Debug, Clone)]

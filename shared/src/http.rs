@@ -4,8 +4,10 @@
 //! In lambda_http an `Err` is a failed invocation, not an HTTP error, so handlers always
 //! answer `Ok(response)`; internal causes go to the log and never into a body.
 
+use crate::audit::{AuditRecord, AUDIT_MARKER};
 use crate::auth::{AuthError, Principal};
 use crate::config::App;
+use crate::idempotency::{Idempotency, IdempotencyKey};
 use crate::secret::SecretError;
 use crate::vault::VaultError;
 use lambda_http::http::{HeaderValue, StatusCode};
@@ -13,11 +15,13 @@ use lambda_http::request::RequestContext;
 use lambda_http::{Body, Request, RequestExt, Response};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 use std::time::Instant;
 
-/// Request bodies this API accepts are small; anything larger is refused before parsing.
+/// Management requests are small; anything larger is refused before parsing.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
+/// Sign and verify carry a webhook payload.
+pub const MAX_PAYLOAD_BODY_BYTES: usize = 1024 * 1024;
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
 
 /// An error as the client sees it, plus the cause that only the log sees.
@@ -90,6 +94,20 @@ impl From<VaultError> for ApiError {
                 "too_large",
                 format!("the endpoint's record would be {bytes} bytes, over the secret store's 65,536-byte limit"),
             ),
+            VaultError::TooManyValidSecrets { oldest_expires_at } => Self::new(
+                StatusCode::CONFLICT,
+                "too_many_valid_secrets",
+                format!(
+                    "{} older secrets are still valid, the most this endpoint keeps; the oldest expires at {}. Rotate after that, or with grace_period_seconds 0",
+                    crate::endpoint::MAX_PREVIOUS_SECRETS,
+                    oldest_expires_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                ),
+            ),
+            VaultError::IdempotencyMismatch => Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "idempotency_key_reused",
+                "this Idempotency-Key was already used with a different request; use a new key for a new request",
+            ),
             VaultError::Secret(SecretError::Rng) => Self::internal("OS random generator failed"),
             VaultError::Secret(err) => Self::invalid(err.to_string()),
             other @ (VaultError::Invalid(_) | VaultError::AccessDenied(_) | VaultError::Corrupt(_)) => {
@@ -156,6 +174,15 @@ pub struct Call {
     request_id: String,
     started: Instant,
     principal: OnceLock<Principal>,
+    audit: Mutex<Option<AuditDraft>>,
+}
+
+/// What the audit record of this call will say, filled in as the call goes.
+struct AuditDraft {
+    action: &'static str,
+    endpoint_id: Option<String>,
+    secret_version_ids: Vec<String>,
+    replayed: bool,
 }
 
 impl Call {
@@ -165,7 +192,31 @@ impl Call {
             request_id: request_id(req),
             started: Instant::now(),
             principal: OnceLock::new(),
+            audit: Mutex::new(None),
         }
+    }
+
+    /// Marks this call as an audited action; its record is written when it finishes,
+    /// whatever the outcome.
+    pub fn audit(&self, action: &'static str, endpoint_id: Option<&str>) {
+        *self.draft() = Some(AuditDraft {
+            action,
+            endpoint_id: endpoint_id.map(str::to_owned),
+            secret_version_ids: Vec::new(),
+            replayed: false,
+        });
+    }
+
+    /// Records the secret versions the action touched, and whether it was a replay.
+    pub fn audit_versions<'a>(&self, versions: impl IntoIterator<Item = &'a str>, replayed: bool) {
+        if let Some(draft) = self.draft().as_mut() {
+            draft.secret_version_ids = versions.into_iter().map(str::to_owned).collect();
+            draft.replayed = replayed;
+        }
+    }
+
+    fn draft(&self) -> std::sync::MutexGuard<'_, Option<AuditDraft>> {
+        self.audit.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     pub fn request_id(&self) -> &str {
@@ -180,19 +231,38 @@ impl Call {
         Ok(principal)
     }
 
-    /// Turns the outcome into the response, and writes the request's one log line.
-    pub fn finish(self, outcome: Result<Reply, ApiError>) -> Response<Body> {
-        let (status, body) = match outcome {
-            Ok(reply) => (reply.status, reply.body),
+    /// Turns the outcome into the response, writes the request's one log line and, for an
+    /// audited action, its audit record.
+    pub fn finish(self, app: &App, outcome: Result<Reply, ApiError>) -> Response<Body> {
+        let (status, body, outcome_code) = match outcome {
+            Ok(reply) => (reply.status, reply.body, "success"),
             Err(err) => {
                 self.log_error(&err);
                 let body = serde_json::json!({
                     "error": {"code": err.code, "message": err.message, "request_id": self.request_id}
                 });
-                (err.status, Some(body))
+                (err.status, Some(body), err.code)
             }
         };
         let principal = self.principal.get();
+        let draft = self.draft().take();
+        let replayed = draft.as_ref().is_some_and(|d| d.replayed);
+        if let Some(draft) = draft {
+            app.audit.record(&AuditRecord {
+                audit: AUDIT_MARKER,
+                time: app.vault.clock().now(),
+                request_id: self.request_id.clone(),
+                tenant: principal.map(|p| p.tenant.to_string()),
+                actor_key_id: principal.map(|p| p.key_id.to_string()),
+                action: draft.action,
+                endpoint_id: draft.endpoint_id,
+                key_id: None,
+                secret_version_ids: draft.secret_version_ids,
+                outcome: outcome_code.to_owned(),
+                status: Some(status.as_u16()),
+                replayed: draft.replayed,
+            });
+        }
         tracing::info!(
             request_id = %self.request_id,
             route = self.route,
@@ -205,6 +275,9 @@ impl Call {
         let mut response = Response::builder().status(status);
         if let Ok(id) = HeaderValue::from_str(&self.request_id) {
             response = response.header(REQUEST_ID_HEADER, id);
+        }
+        if replayed {
+            response = response.header("idempotent-replayed", "true");
         }
         if status == StatusCode::UNAUTHORIZED {
             response = response.header("www-authenticate", "Bearer");
@@ -290,19 +363,24 @@ pub fn query_param<'a>(req: &'a Request, name: &str) -> Option<&'a str> {
         .and_then(|q| q.first(name))
 }
 
-/// Parses the JSON body. An empty body reads as `{}` when `empty_ok`.
-pub fn json_body<T: DeserializeOwned>(req: &Request, empty_ok: bool) -> Result<T, ApiError> {
+/// Reads the JSON body, refusing more than `max_bytes`. An empty body reads as `{}` when
+/// `empty_ok`.
+pub fn json_value(
+    req: &Request,
+    empty_ok: bool,
+    max_bytes: usize,
+) -> Result<serde_json::Value, ApiError> {
     let bytes: &[u8] = match req.body() {
         Body::Empty => b"",
         Body::Text(text) => text.as_bytes(),
         Body::Binary(bytes) => bytes,
         _ => b"",
     };
-    if bytes.len() > MAX_BODY_BYTES {
+    if bytes.len() > max_bytes {
         return Err(ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "too_large",
-            format!("the request body is over {MAX_BODY_BYTES} bytes"),
+            format!("the request body is over {max_bytes} bytes"),
         ));
     }
     let bytes: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
@@ -313,12 +391,43 @@ pub fn json_body<T: DeserializeOwned>(req: &Request, empty_ok: bool) -> Result<T
     } else {
         bytes
     };
-    serde_json::from_slice(bytes).map_err(|e| {
-        ApiError::invalid(format!(
-            "the body is not valid for this route: {}",
-            redact_quoted(&e.to_string())
-        ))
-    })
+    serde_json::from_slice(bytes).map_err(body_error)
+}
+
+/// Parses an already-read body into the route's request type.
+pub fn from_json<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, ApiError> {
+    serde_json::from_value(value).map_err(body_error)
+}
+
+/// Parses the JSON body into the route's request type.
+pub fn json_body<T: DeserializeOwned>(req: &Request, empty_ok: bool) -> Result<T, ApiError> {
+    from_json(json_value(req, empty_ok, MAX_BODY_BYTES)?)
+}
+
+fn body_error(err: serde_json::Error) -> ApiError {
+    ApiError::invalid(format!(
+        "the body is not valid for this route: {}",
+        redact_quoted(&err.to_string())
+    ))
+}
+
+/// The request's `Idempotency-Key`, if any, bound to this route and body.
+pub fn idempotency(
+    req: &Request,
+    route: &str,
+    body: &serde_json::Value,
+) -> Result<Option<Idempotency>, ApiError> {
+    let Some(raw) = req.headers().get("idempotency-key") else {
+        return Ok(None);
+    };
+    let key = raw
+        .to_str()
+        .ok()
+        .and_then(|raw| IdempotencyKey::parse(raw).ok())
+        .ok_or_else(|| {
+            ApiError::invalid("Idempotency-Key must be 8 to 64 visible ASCII characters")
+        })?;
+    Ok(Some(Idempotency::new(key, route, body)))
 }
 
 /// serde_json quotes the offending value in some messages; a value could be a secret, so

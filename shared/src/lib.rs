@@ -1,15 +1,18 @@
 //! Webhook signing secrets: generation, the vault on AWS Secrets Manager (or an embedded
 //! SQLite twin), API keys, and the native HTTP routes that every Lambda function serves.
 
+pub mod audit;
 pub mod auth;
 pub mod clock;
 pub mod config;
 pub mod endpoint;
 pub mod http;
+pub mod idempotency;
 pub mod ids;
 pub mod logging;
 pub mod routes;
 pub mod secret;
+pub mod signature;
 pub mod store;
 pub mod vault;
 

@@ -3,15 +3,21 @@
 
 use crate::config::App;
 use crate::endpoint::{
-    EndpointRecord, NewEndpoint, SecretSource, SecretVersion, MAX_DESCRIPTION_CHARS, MAX_NAME_CHARS,
+    EndpointRecord, GracePeriod, NewEndpoint, SecretSource, SecretVersion, MAX_DESCRIPTION_CHARS,
+    MAX_NAME_CHARS,
 };
-use crate::http::{json_body, path_param, query_param, ApiError, Call, Reply};
+use crate::http::{
+    from_json, idempotency, json_value, path_param, query_param, ApiError, Call, Reply,
+    MAX_BODY_BYTES, MAX_PAYLOAD_BODY_BYTES,
+};
 use crate::ids::EndpointId;
 use crate::secret::{SecretFormat, SecretSpec, WebhookSecret};
+use crate::signature::{self, DEFAULT_TOLERANCE_SECONDS, MAX_TOLERANCE_SECONDS};
 use chrono::{DateTime, Utc};
 use lambda_http::http::StatusCode;
 use lambda_http::{Body, Error, Request, Response};
 use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
 use zeroize::Zeroizing;
 
 pub const DEFAULT_PAGE_SIZE: usize = 20;
@@ -21,16 +27,24 @@ pub const MAX_PAGE_SIZE: usize = 100;
 pub async fn create_endpoint(app: &App, req: Request) -> Result<Response<Body>, Error> {
     let call = Call::begin(&req, "create-endpoint");
     let outcome = async {
+        call.audit("endpoint.create", None);
         let principal = call.authenticate(app, &req).await?;
         principal.require_write()?;
-        let body: CreateEndpointBody = json_body(&req, false)?;
-        let new = body.validate()?;
-        let record = app.vault.create_endpoint(&principal.tenant, new).await?;
+        let raw = json_value(&req, false, MAX_BODY_BYTES)?;
+        let idempotency = idempotency(&req, "create-endpoint", &raw)?;
+        let new = from_json::<CreateEndpointBody>(raw)?.validate()?;
+        let written = app
+            .vault
+            .create_endpoint(&principal.tenant, new, idempotency.as_ref())
+            .await?;
+        let record = &written.record;
+        call.audit("endpoint.create", Some(record.endpoint.id.as_str()));
+        call.audit_versions([record.secret.version_id.as_str()], written.replayed);
         tracing::debug!(request_id = call.request_id(), endpoint = %record.endpoint.id, secret = %record.secret.value, "endpoint created");
-        Reply::json(StatusCode::CREATED, &EndpointView::new(&record, true))
+        Reply::json(StatusCode::CREATED, &EndpointView::new(record, true, app))
     }
     .await;
-    Ok(call.finish(outcome))
+    Ok(call.finish(app, outcome))
 }
 
 /// `GET /v1/endpoints/{id}`
@@ -40,10 +54,13 @@ pub async fn get_endpoint(app: &App, req: Request) -> Result<Response<Body>, Err
         let principal = call.authenticate(app, &req).await?;
         let id = endpoint_id(&req, "/v1/endpoints/{id}")?;
         let stored = app.vault.get_endpoint(&principal.tenant, &id).await?;
-        Reply::json(StatusCode::OK, &EndpointView::new(&stored.record, false))
+        Reply::json(
+            StatusCode::OK,
+            &EndpointView::new(&stored.record, false, app),
+        )
     }
     .await;
-    Ok(call.finish(outcome))
+    Ok(call.finish(app, outcome))
 }
 
 /// `GET /v1/endpoints?limit=&cursor=`
@@ -77,7 +94,7 @@ pub async fn list_endpoints(app: &App, req: Request) -> Result<Response<Body>, E
         let data: Vec<EndpointView> = page
             .endpoints
             .iter()
-            .map(|record| EndpointView::new(record, false))
+            .map(|record| EndpointView::new(record, false, app))
             .collect();
         Reply::json(
             StatusCode::OK,
@@ -85,50 +102,168 @@ pub async fn list_endpoints(app: &App, req: Request) -> Result<Response<Body>, E
         )
     }
     .await;
-    Ok(call.finish(outcome))
+    Ok(call.finish(app, outcome))
 }
 
 /// `DELETE /v1/endpoints/{id}`
 pub async fn delete_endpoint(app: &App, req: Request) -> Result<Response<Body>, Error> {
     let call = Call::begin(&req, "delete-endpoint");
     let outcome = async {
+        let id = endpoint_id(&req, "/v1/endpoints/{id}")?;
+        call.audit("endpoint.delete", Some(id.as_str()));
         let principal = call.authenticate(app, &req).await?;
         principal.require_write()?;
-        let id = endpoint_id(&req, "/v1/endpoints/{id}")?;
-        app.vault.delete_endpoint(&principal.tenant, &id).await?;
+        let deleted = app.vault.delete_endpoint(&principal.tenant, &id).await?;
+        call.audit_versions(version_ids(&deleted, app), false);
         Ok(Reply::empty(StatusCode::NO_CONTENT))
     }
     .await;
-    Ok(call.finish(outcome))
+    Ok(call.finish(app, outcome))
 }
 
 /// `POST /v1/endpoints/{id}/secret/rotate`
 pub async fn rotate_secret(app: &App, req: Request) -> Result<Response<Body>, Error> {
     let call = Call::begin(&req, "rotate-secret");
     let outcome = async {
+        let id = endpoint_id(&req, "/v1/endpoints/{id}/secret/rotate")?;
+        call.audit("secret.rotate", Some(id.as_str()));
         let principal = call.authenticate(app, &req).await?;
         principal.require_write()?;
-        let id = endpoint_id(&req, "/v1/endpoints/{id}/secret/rotate")?;
-        let body: RotateSecretBody = json_body(&req, true)?;
+        let raw = json_value(&req, true, MAX_BODY_BYTES)?;
+        let idempotency = idempotency(&req, "rotate-secret", &raw)?;
+        let body: RotateSecretBody = from_json(raw)?;
+        let grace = match body.grace_period_seconds {
+            Some(seconds) => GracePeriod::seconds(seconds).map_err(|e| ApiError::invalid(e.0))?,
+            None => GracePeriod::default(),
+        };
         let source = secret_source(body.secret, body.secret_format, body.secret_bytes)?;
-        let record = app.vault.rotate_secret(&principal.tenant, &id, source).await?;
+        let written = app
+            .vault
+            .rotate_secret(&principal.tenant, &id, source, grace, idempotency.as_ref())
+            .await?;
+        let record = &written.record;
+        call.audit_versions(version_ids(record, app), written.replayed);
         tracing::debug!(request_id = call.request_id(), endpoint = %id, secret = %record.secret.value, "secret rotated");
+        Reply::json(StatusCode::OK, &SecretsView::new(record, true, app))
+    }
+    .await;
+    Ok(call.finish(app, outcome))
+}
+
+/// `GET /v1/endpoints/{id}/secret`: the current secret and the older ones still valid, for
+/// owners and admins. Every reveal is audited.
+pub async fn reveal_secret(app: &App, req: Request) -> Result<Response<Body>, Error> {
+    let call = Call::begin(&req, "reveal-secret");
+    let outcome = async {
+        let id = endpoint_id(&req, "/v1/endpoints/{id}/secret")?;
+        call.audit("secret.reveal", Some(id.as_str()));
+        let principal = call.authenticate(app, &req).await?;
+        principal.require_write()?;
+        let stored = app.vault.get_endpoint(&principal.tenant, &id).await?;
+        call.audit_versions(version_ids(&stored.record, app), false);
+        Reply::json(StatusCode::OK, &SecretsView::new(&stored.record, true, app))
+    }
+    .await;
+    Ok(call.finish(app, outcome))
+}
+
+/// `POST /v1/endpoints/{id}/sign`: the Standard Webhooks headers for a payload, signed with
+/// every valid secret, so a sender signs deliveries without ever holding a secret.
+pub async fn sign_message(app: &App, req: Request) -> Result<Response<Body>, Error> {
+    let call = Call::begin(&req, "sign-message");
+    let outcome = async {
+        let principal = call.authenticate(app, &req).await?;
+        let id = endpoint_id(&req, "/v1/endpoints/{id}/sign")?;
+        let body: SignBody = from_json(json_value(&req, false, MAX_PAYLOAD_BODY_BYTES)?)?;
+        let msg_id = body
+            .msg_id
+            .unwrap_or_else(|| format!("msg_{}", uuid::Uuid::new_v4().simple()));
+        signature::validate_id(&msg_id).map_err(|_| {
+            ApiError::invalid("msg_id must be 1 to 255 characters with no '.' or whitespace")
+        })?;
+        let now = app.vault.clock().now();
+        let timestamp = body.timestamp.unwrap_or(now.timestamp());
+        if timestamp < 0 {
+            return Err(ApiError::invalid(
+                "timestamp must be seconds since the epoch",
+            ));
+        }
+        let stored = app.vault.get_endpoint(&principal.tenant, &id).await?;
+        let secrets = stored.record.valid_secrets(now);
+        let signed = signature::sign(&secrets, &msg_id, timestamp, body.payload.as_bytes());
         Reply::json(
             StatusCode::OK,
-            &RotatedView {
-                endpoint_id: record.endpoint.id.as_str(),
-                secret: SecretView::new(&record.secret, true),
-            },
+            &serde_json::json!({
+                "headers": {
+                    "webhook-id": signed.id,
+                    "webhook-timestamp": signed.timestamp.to_string(),
+                    "webhook-signature": signed.signature,
+                },
+                "version_ids": secrets.iter().map(|s| s.version_id.as_str()).collect::<Vec<_>>(),
+            }),
         )
     }
     .await;
-    Ok(call.finish(outcome))
+    Ok(call.finish(app, outcome))
+}
+
+/// `POST /v1/endpoints/{id}/verify`: whether a delivery's headers and payload verify against
+/// any valid secret, and which version matched.
+pub async fn verify_message(app: &App, req: Request) -> Result<Response<Body>, Error> {
+    let call = Call::begin(&req, "verify-message");
+    let outcome = async {
+        let principal = call.authenticate(app, &req).await?;
+        let id = endpoint_id(&req, "/v1/endpoints/{id}/verify")?;
+        let body: VerifyBody = from_json(json_value(&req, false, MAX_PAYLOAD_BODY_BYTES)?)?;
+        let tolerance = body.tolerance_seconds.unwrap_or(DEFAULT_TOLERANCE_SECONDS);
+        if tolerance > MAX_TOLERANCE_SECONDS {
+            return Err(ApiError::invalid(format!(
+                "tolerance_seconds must be from 0 to {MAX_TOLERANCE_SECONDS}"
+            )));
+        }
+        let header = |name: &str| {
+            body.headers
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.as_str())
+                .unwrap_or_default()
+        };
+        let now = app.vault.clock().now();
+        let stored = app.vault.get_endpoint(&principal.tenant, &id).await?;
+        let verdict = signature::verify(
+            &stored.record.valid_secrets(now),
+            header("webhook-id"),
+            header("webhook-timestamp"),
+            header("webhook-signature"),
+            body.payload.as_bytes(),
+            now,
+            tolerance,
+        );
+        let answer = match verdict {
+            Ok(version) => serde_json::json!({"valid": true, "version_id": version, "reason": null, "message": null}),
+            Err(failure) => serde_json::json!({
+                "valid": false, "version_id": null, "reason": failure.code(), "message": failure.to_string()
+            }),
+        };
+        Reply::json(StatusCode::OK, &answer)
+    }
+    .await;
+    Ok(call.finish(app, outcome))
 }
 
 fn endpoint_id(req: &Request, template: &str) -> Result<EndpointId, ApiError> {
     let raw = path_param(req, "id", template)
         .ok_or_else(|| ApiError::invalid("the path has no endpoint id"))?;
     EndpointId::parse(&raw).map_err(|e| ApiError::invalid(e.to_string()))
+}
+
+/// The current secret's version, then every older one still valid.
+fn version_ids<'a>(record: &'a EndpointRecord, app: &App) -> Vec<&'a str> {
+    record
+        .valid_secrets(app.vault.clock().now())
+        .into_iter()
+        .map(|s| s.version_id.as_str())
+        .collect()
 }
 
 #[derive(Deserialize)]
@@ -179,9 +314,26 @@ impl CreateEndpointBody {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RotateSecretBody {
+    grace_period_seconds: Option<u64>,
     secret_format: Option<String>,
     secret_bytes: Option<usize>,
     secret: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SignBody {
+    payload: String,
+    msg_id: Option<String>,
+    timestamp: Option<i64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct VerifyBody {
+    headers: HashMap<String, String>,
+    payload: String,
+    tolerance_seconds: Option<u32>,
 }
 
 /// Where the next secret comes from: the caller's own (validated), or generated to the
@@ -219,7 +371,7 @@ fn secret_source(
 
 #[derive(Serialize)]
 pub struct SecretView<'a> {
-    /// Present only in the response that creates the secret.
+    /// Present only where the secret is shown: create, rotate and reveal.
     #[serde(skip_serializing_if = "Option::is_none")]
     value: Option<&'a str>,
     masked: String,
@@ -243,6 +395,16 @@ impl<'a> SecretView<'a> {
     }
 }
 
+fn previous_views<'a>(record: &'a EndpointRecord, reveal: bool, app: &App) -> Vec<SecretView<'a>> {
+    let now = app.vault.clock().now();
+    record
+        .previous_secrets
+        .iter()
+        .filter(|s| s.is_valid_at(now))
+        .map(|s| SecretView::new(s, reveal))
+        .collect()
+}
+
 #[derive(Serialize)]
 pub struct EndpointView<'a> {
     id: &'a str,
@@ -253,10 +415,12 @@ pub struct EndpointView<'a> {
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
     secret: SecretView<'a>,
+    /// Older secrets still valid, masked, with their expiry.
+    previous_secrets: Vec<SecretView<'a>>,
 }
 
 impl<'a> EndpointView<'a> {
-    fn new(record: &'a EndpointRecord, reveal: bool) -> Self {
+    fn new(record: &'a EndpointRecord, reveal: bool, app: &App) -> Self {
         let endpoint = &record.endpoint;
         Self {
             id: endpoint.id.as_str(),
@@ -267,12 +431,25 @@ impl<'a> EndpointView<'a> {
             created_at: endpoint.created_at,
             updated_at: endpoint.updated_at,
             secret: SecretView::new(&record.secret, reveal),
+            previous_secrets: previous_views(record, false, app),
         }
     }
 }
 
+/// An endpoint's secrets: rotate's and reveal's answer.
 #[derive(Serialize)]
-struct RotatedView<'a> {
+struct SecretsView<'a> {
     endpoint_id: &'a str,
     secret: SecretView<'a>,
+    previous_secrets: Vec<SecretView<'a>>,
+}
+
+impl<'a> SecretsView<'a> {
+    fn new(record: &'a EndpointRecord, reveal: bool, app: &App) -> Self {
+        Self {
+            endpoint_id: record.endpoint.id.as_str(),
+            secret: SecretView::new(&record.secret, reveal),
+            previous_secrets: previous_views(record, reveal, app),
+        }
+    }
 }

@@ -6,13 +6,16 @@
 use crate::auth::ApiKeyRecord;
 use crate::clock::Clock;
 use crate::endpoint::{
-    Endpoint, EndpointRecord, NewEndpoint, SecretSource, SecretVersion, RECORD_SCHEMA,
+    Endpoint, EndpointRecord, GracePeriod, NewEndpoint, SecretSource, SecretVersion,
+    MAX_PREVIOUS_SECRETS, RECORD_SCHEMA,
 };
+use crate::idempotency::Idempotency;
 use crate::ids::{EndpointId, KeyId, TenantId, VersionId};
 use crate::secret::{SecretError, SecretFormat, SecretSpec, WebhookSecret};
 use crate::store::{SecretName, SecretStore, StoreError, StoredValue, StoredVersion};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
+use chrono::{DateTime, Utc};
 use futures::future::join_all;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -42,6 +45,12 @@ pub enum VaultError {
     Corrupt(String),
     #[error(transparent)]
     Secret(#[from] SecretError),
+    /// The rotation would keep more than `MAX_PREVIOUS_SECRETS` older secrets valid.
+    #[error("{MAX_PREVIOUS_SECRETS} older secrets are still valid; the oldest expires at {oldest_expires_at}")]
+    TooManyValidSecrets { oldest_expires_at: DateTime<Utc> },
+    /// The Idempotency-Key was used before with a different request.
+    #[error("this Idempotency-Key was already used with a different request")]
+    IdempotencyMismatch,
 }
 
 impl From<StoreError> for VaultError {
@@ -55,6 +64,7 @@ impl From<StoreError> for VaultError {
             StoreError::Invalid(m) => Self::Invalid(m),
             StoreError::AccessDenied(m) => Self::AccessDenied(m),
             StoreError::TooLarge(n) => Self::TooLarge(n),
+            StoreError::VersionExists => Self::Invalid("a version token was reused".into()),
         }
     }
 }
@@ -64,6 +74,14 @@ impl From<StoreError> for VaultError {
 pub struct StoredEndpoint {
     pub record: EndpointRecord,
     pub record_version: VersionId,
+}
+
+/// The outcome of an idempotent write: the record, and whether it was written by an earlier
+/// attempt of the same request (a replay) rather than now.
+#[derive(Debug, Clone)]
+pub struct Written {
+    pub record: EndpointRecord,
+    pub replayed: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -117,15 +135,25 @@ impl Vault {
         ))?)
     }
 
+    /// Creates an endpoint and its first secret. With `idempotency`, a retry of the same
+    /// request returns what the first attempt created (even its secret) and writes nothing.
     pub async fn create_endpoint(
         &self,
         tenant: &TenantId,
         new: NewEndpoint,
-    ) -> Result<EndpointRecord, VaultError> {
-        let id = new.id.unwrap_or_else(EndpointId::generate);
+        idempotency: Option<&Idempotency>,
+    ) -> Result<Written, VaultError> {
+        let id = match (new.id, idempotency) {
+            (Some(id), _) => id,
+            (None, Some(idempotency)) => idempotency.endpoint_id(tenant),
+            (None, None) => EndpointId::generate(),
+        };
         let name = self.endpoint_name(tenant, &id)?;
+        let version_id = match idempotency {
+            Some(idempotency) => idempotency.version_id(tenant, &format!("create:{id}")),
+            None => VersionId::generate(),
+        };
         let now = self.clock.now();
-        let version_id = VersionId::generate();
         let value = match new.secret {
             SecretSource::Supplied(secret) => secret,
             SecretSource::Generate(spec) => WebhookSecret::generate(spec)?,
@@ -151,6 +179,7 @@ impl Vault {
                 expires_at: None,
             },
             previous_secrets: Vec::new(),
+            written_by: idempotency.map(|i| i.fingerprint().clone()),
         };
         let tags = vec![
             ("webhook-secrets:tenant".to_owned(), tenant.to_string()),
@@ -159,10 +188,49 @@ impl Vault {
                 record.endpoint.id.to_string(),
             ),
         ];
-        self.store
+        match self
+            .store
             .create(&name, &version_id, &encode(&record)?, &tags)
-            .await?;
-        Ok(record)
+            .await
+        {
+            Ok(()) => Ok(Written {
+                record,
+                replayed: false,
+            }),
+            Err(StoreError::AlreadyExists) => match idempotency {
+                Some(idempotency) => self
+                    .replay(&name, &version_id, idempotency)
+                    .await?
+                    .ok_or(VaultError::AlreadyExists),
+                None => Err(VaultError::AlreadyExists),
+            },
+            Err(other) => Err(other.into()),
+        }
+    }
+
+    /// The record an earlier attempt of this idempotent request wrote as `version`, if any.
+    async fn replay(
+        &self,
+        name: &SecretName,
+        version: &VersionId,
+        idempotency: &Idempotency,
+    ) -> Result<Option<Written>, VaultError> {
+        let stored = match self.store.read_version(name, version).await {
+            Ok(stored) => stored,
+            Err(StoreError::NotFound) => return Ok(None),
+            Err(other) => return Err(other.into()),
+        };
+        let record: EndpointRecord = decode(&stored)?;
+        match idempotency.wrote(&record) {
+            Some(true) => Ok(Some(Written {
+                record,
+                replayed: true,
+            })),
+            Some(false) => Err(VaultError::IdempotencyMismatch),
+            // A version with this id that no request with this key wrote cannot happen short
+            // of a hash collision; refuse rather than guess.
+            None => Err(VaultError::IdempotencyMismatch),
+        }
     }
 
     pub async fn get_endpoint(
@@ -208,27 +276,43 @@ impl Vault {
         })
     }
 
+    /// Deletes the endpoint and every version of its secret; returns what was deleted.
     pub async fn delete_endpoint(
         &self,
         tenant: &TenantId,
         id: &EndpointId,
-    ) -> Result<(), VaultError> {
+    ) -> Result<EndpointRecord, VaultError> {
         // Read first so another tenant's endpoint, or a record that is not an endpoint, is
         // never deleted through this path.
-        self.get_endpoint(tenant, id).await?;
+        let stored = self.get_endpoint(tenant, id).await?;
         self.store.delete(&self.endpoint_name(tenant, id)?).await?;
-        Ok(())
+        Ok(stored.record)
     }
 
     /// Replaces the endpoint's secret with a new one, as a compare-and-swap on the version
     /// that was read: if another rotation got there first this one fails with `Conflict` and
-    /// its secret is never current.
+    /// its secret is never current. The replaced secret stays valid for `grace`; older ones
+    /// keep their own expiry, and expired ones are pruned. With `idempotency`, a retry of the
+    /// same request returns the first attempt's result and writes nothing.
     pub async fn rotate_secret(
         &self,
         tenant: &TenantId,
         id: &EndpointId,
         source: SecretSource,
-    ) -> Result<EndpointRecord, VaultError> {
+        grace: GracePeriod,
+        idempotency: Option<&Idempotency>,
+    ) -> Result<Written, VaultError> {
+        let name = self.endpoint_name(tenant, id)?;
+        let version_id = match idempotency {
+            Some(idempotency) => {
+                let version_id = idempotency.version_id(tenant, &format!("rotate:{id}"));
+                if let Some(replayed) = self.replay(&name, &version_id, idempotency).await? {
+                    return Ok(replayed);
+                }
+                version_id
+            }
+            None => VersionId::generate(),
+        };
         let StoredEndpoint {
             mut record,
             record_version,
@@ -239,7 +323,21 @@ impl Vault {
             SecretSource::LikeCurrent => WebhookSecret::generate(spec_like(&record.secret.value)?)?,
         };
         let now = self.clock.now();
-        let version_id = VersionId::generate();
+        record.previous_secrets.retain(|old| old.is_valid_at(now));
+        if !grace.is_zero() {
+            if record.previous_secrets.len() >= MAX_PREVIOUS_SECRETS {
+                let oldest_expires_at = record
+                    .previous_secrets
+                    .iter()
+                    .filter_map(|old| old.expires_at)
+                    .min()
+                    .unwrap_or(now);
+                return Err(VaultError::TooManyValidSecrets { oldest_expires_at });
+            }
+            let mut replaced = record.secret.clone();
+            replaced.expires_at = Some(now + grace.as_duration());
+            record.previous_secrets.insert(0, replaced);
+        }
         record.secret = SecretVersion {
             version_id: version_id.clone(),
             value,
@@ -247,14 +345,27 @@ impl Vault {
             replaces: Some(record.secret.version_id.clone()),
             expires_at: None,
         };
-        // Grace periods are not in force yet: an older secret stops verifying at once.
-        record.previous_secrets.clear();
         record.endpoint.updated_at = now;
-        let name = self.endpoint_name(tenant, id)?;
-        self.store
+        record.written_by = idempotency.map(|i| i.fingerprint().clone());
+        match self
+            .store
             .replace_current(&name, &record_version, &version_id, &encode(&record)?)
-            .await?;
-        Ok(record)
+            .await
+        {
+            Ok(()) => Ok(Written {
+                record,
+                replayed: false,
+            }),
+            // The same request, running at the same time, wrote this version first.
+            Err(StoreError::VersionExists) => match idempotency {
+                Some(idempotency) => self
+                    .replay(&name, &version_id, idempotency)
+                    .await?
+                    .ok_or(VaultError::Conflict),
+                None => Err(VaultError::Conflict),
+            },
+            Err(other) => Err(other.into()),
+        }
     }
 
     /// Reads one historical version of an endpoint's record.

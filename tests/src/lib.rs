@@ -8,6 +8,7 @@ use serde_json::Value;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
+use webhook_secrets::audit::MemoryAudit;
 use webhook_secrets::auth::{mint_api_key, Role};
 use webhook_secrets::clock::{Clock, ManualClock};
 use webhook_secrets::ids::TenantId;
@@ -67,6 +68,7 @@ pub fn start_of_test_time() -> chrono::DateTime<Utc> {
 pub struct TestApp {
     pub app: App,
     pub clock: Arc<ManualClock>,
+    pub audit: Arc<MemoryAudit>,
     pub backend: Backend,
     pub owner: String,
     pub admin: String,
@@ -75,13 +77,21 @@ pub struct TestApp {
 
 impl TestApp {
     pub async fn new(backend: Backend) -> Self {
-        let clock = Arc::new(ManualClock::new(start_of_test_time()));
+        Self::starting_at(backend, start_of_test_time()).await
+    }
+
+    /// An app whose clock starts at `now`: tests that hand signatures to third-party
+    /// verifiers, which check timestamps against the real time, start at the real time.
+    pub async fn starting_at(backend: Backend, now: chrono::DateTime<Utc>) -> Self {
+        let clock = Arc::new(ManualClock::new(now));
         let (store, prefix) = store(backend, clock.clone()).await;
         let vault = Vault::new(store, prefix, clock.clone());
-        let app = App::new(vault, chrono::Duration::seconds(60));
+        let audit = Arc::new(MemoryAudit::default());
+        let app = App::with_audit(vault, chrono::Duration::seconds(60), audit.clone());
         let mut test = Self {
             app,
             clock,
+            audit,
             backend,
             owner: String::new(),
             admin: String::new(),

@@ -243,9 +243,7 @@ impl SecretStore for EmbeddedStore {
             let existing = version_value(&tx, &name, &token)?;
             if let Some(stored) = &existing {
                 if stored != value.expose() {
-                    return Err(StoreError::Invalid(
-                        "a version with this token already exists with another value".into(),
-                    ));
+                    return Err(StoreError::VersionExists);
                 }
                 if current == token {
                     return Ok(());

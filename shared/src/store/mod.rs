@@ -39,6 +39,9 @@ pub enum StoreError {
     AccessDenied(String),
     #[error("the stored value is {0} bytes, over the {MAX_VALUE_BYTES}-byte limit")]
     TooLarge(usize),
+    /// A version with this token exists with another value: versions are immutable.
+    #[error("a version with this token already exists with another value")]
+    VersionExists,
 }
 
 /// A secret's name, checked against Secrets Manager's naming rules. AWS warns against names

@@ -228,11 +228,7 @@ impl SecretStore for SecretsManagerStore {
             .map_err(store_error);
         match put {
             Ok(_) => {}
-            Err(StoreError::AlreadyExists) => {
-                return Err(StoreError::Invalid(
-                    "a version with this token already exists with another value".into(),
-                ))
-            }
+            Err(StoreError::AlreadyExists) => return Err(StoreError::VersionExists),
             Err(other) => return Err(other),
         }
         let swapped = self
