@@ -247,7 +247,15 @@ impl SecretStore for SecretsManagerStore {
                 // Refused: either another writer moved AWSCURRENT first (a lost race), or this
                 // is a retry of a swap that already happened.
                 match self.stages(name).await {
-                    Ok(stages) if stages.current.as_ref() == Some(token) => Ok(()),
+                    Ok(stages) if stages.current.as_ref() == Some(token) => {
+                        // Current is this token, but only the value tells whether this call
+                        // wrote it or another writer reusing the token did.
+                        match self.read_version(name, token).await {
+                            Ok(stored) if stored.value == *value => Ok(()),
+                            Ok(_) => Err(StoreError::VersionExists),
+                            Err(err) => Err(err),
+                        }
+                    }
                     Ok(_) => Err(StoreError::Conflict),
                     Err(_) => Err(StoreError::Invalid(detail)),
                 }

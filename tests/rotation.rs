@@ -1,0 +1,637 @@
+//! Zero-downtime rotation on both backends: grace periods and their cap, signing with every
+//! valid secret, verification and its rejections, reveal, retry-safe create and rotate, and
+//! the audit trail.
+
+use chrono::Duration;
+use integration_tests::{assert_error, invoke, on_every_backend, Backend, Call, TestApp};
+use serde_json::{json, Value};
+use webhook_secrets::clock::Clock;
+use webhook_secrets::ids::{EndpointId, TenantId};
+
+async fn endpoint(app: &TestApp, id: &str) -> Value {
+    let created = invoke!(
+        create_endpoint,
+        app,
+        Call::post("/v1/endpoints")
+            .bearer(&app.owner)
+            .json(json!({"id": id, "url": "https://example.com/hook"}))
+    );
+    assert_eq!(created.status, 201, "{}", created.body);
+    created.body
+}
+
+async fn rotate(app: &TestApp, id: &str, body: Value) -> integration_tests::Answer {
+    invoke!(
+        rotate_secret,
+        app,
+        Call::post("/x").bearer(&app.owner).id(id).json(body)
+    )
+}
+
+async fn sign(app: &TestApp, id: &str, payload: &str) -> Value {
+    let signed = invoke!(
+        sign_message,
+        app,
+        Call::post("/x")
+            .bearer(&app.member)
+            .id(id)
+            .json(json!({"payload": payload}))
+    );
+    assert_eq!(signed.status, 200, "{}", signed.body);
+    signed.body
+}
+
+async fn verify(app: &TestApp, id: &str, headers: &Value, payload: &str) -> Value {
+    let verified = invoke!(
+        verify_message,
+        app,
+        Call::post("/x")
+            .bearer(&app.member)
+            .id(id)
+            .json(json!({"headers": headers, "payload": payload}))
+    );
+    assert_eq!(verified.status, 200, "{}", verified.body);
+    verified.body
+}
+
+/// Verifies `signed` as a receiver that holds only `secret` would, with this crate's verifier.
+fn receiver_accepts(
+    secret: &str,
+    signed: &Value,
+    payload: &str,
+    now: chrono::DateTime<chrono::Utc>,
+) -> bool {
+    let version = webhook_secrets::endpoint::SecretVersion {
+        version_id: webhook_secrets::ids::VersionId::generate(),
+        value: webhook_secrets::secret::WebhookSecret::parse(secret).unwrap(),
+        created_at: now,
+        replaces: None,
+        expires_at: None,
+    };
+    let headers = &signed["headers"];
+    webhook_secrets::signature::verify(
+        &[&version],
+        headers["webhook-id"].as_str().unwrap(),
+        headers["webhook-timestamp"].as_str().unwrap(),
+        headers["webhook-signature"].as_str().unwrap(),
+        payload.as_bytes(),
+        now,
+        300,
+    )
+    .is_ok()
+}
+
+async fn grace_keeps_the_old_secret_until_it_expires(backend: Backend) {
+    let app = TestApp::new(backend).await;
+    let created = endpoint(&app, "orders").await;
+    let old = created["secret"]["value"].as_str().unwrap().to_owned();
+    let rotated = rotate(&app, "orders", json!({"grace_period_seconds": 3600})).await;
+    assert_eq!(rotated.status, 200, "{}", rotated.body);
+    let new = rotated.body["secret"]["value"].as_str().unwrap().to_owned();
+    let previous = rotated.body["previous_secrets"].as_array().unwrap();
+    assert_eq!(previous.len(), 1);
+    assert_eq!(previous[0]["version_id"], created["secret"]["version_id"]);
+    let expiry = app.clock.now() + Duration::seconds(3600);
+    assert_eq!(previous[0]["expires_at"], json!(expiry));
+    assert!(
+        previous[0].get("value").is_some(),
+        "rotate shows the still-valid secrets once"
+    );
+
+    let payload = r#"{"type":"order.paid","id":42}"#;
+    let signed = sign(&app, "orders", payload).await;
+    assert_eq!(
+        signed["headers"]["webhook-signature"]
+            .as_str()
+            .unwrap()
+            .split(' ')
+            .count(),
+        2
+    );
+    assert_eq!(signed["version_ids"].as_array().unwrap().len(), 2);
+    let now = app.clock.now();
+    assert!(
+        receiver_accepts(&old, &signed, payload, now),
+        "old-secret receiver"
+    );
+    assert!(
+        receiver_accepts(&new, &signed, payload, now),
+        "new-secret receiver"
+    );
+    let verified = verify(&app, "orders", &signed["headers"], payload).await;
+    assert_eq!(verified["valid"], true);
+    assert_eq!(verified["version_id"], rotated.body["secret"]["version_id"]);
+
+    // One second before expiry both still verify; at expiry only the new one does.
+    app.clock.advance(Duration::seconds(3599));
+    let signed = sign(&app, "orders", payload).await;
+    assert!(receiver_accepts(&old, &signed, payload, app.clock.now()));
+    app.clock.advance(Duration::seconds(1));
+    let signed = sign(&app, "orders", payload).await;
+    let now = app.clock.now();
+    assert!(
+        !receiver_accepts(&old, &signed, payload, now),
+        "expired secret still signs"
+    );
+    assert!(receiver_accepts(&new, &signed, payload, now));
+    let got = invoke!(
+        get_endpoint,
+        app,
+        Call::get("/x").bearer(&app.member).id("orders")
+    );
+    assert_eq!(got.body["previous_secrets"], json!([]));
+}
+
+async fn zero_grace_stops_only_the_replaced_secret(backend: Backend) {
+    let app = TestApp::new(backend).await;
+    endpoint(&app, "ep").await;
+    let first = rotate(&app, "ep", json!({"grace_period_seconds": 600})).await;
+    let second = rotate(&app, "ep", json!({"grace_period_seconds": 0})).await;
+    assert_eq!(second.status, 200);
+    // The secret the zero-grace rotation replaced is gone; the one before keeps its expiry.
+    let previous = second.body["previous_secrets"].as_array().unwrap();
+    assert_eq!(previous.len(), 1);
+    assert_ne!(
+        previous[0]["version_id"],
+        first.body["secret"]["version_id"]
+    );
+    let payload = "x";
+    let signed = sign(&app, "ep", payload).await;
+    let now = app.clock.now();
+    let replaced = first.body["secret"]["value"].as_str().unwrap();
+    assert!(!receiver_accepts(replaced, &signed, payload, now));
+}
+
+async fn the_eleventh_rotation_in_a_window_is_refused(backend: Backend) {
+    let app = TestApp::new(backend).await;
+    endpoint(&app, "busy").await;
+    for i in 0..10 {
+        let rotated = rotate(&app, "busy", json!({"grace_period_seconds": 3600})).await;
+        assert_eq!(rotated.status, 200, "rotation {i}: {}", rotated.body);
+        app.clock.advance(Duration::seconds(60));
+    }
+    let before = invoke!(
+        reveal_secret,
+        app,
+        Call::get("/x").bearer(&app.owner).id("busy")
+    );
+    assert_eq!(
+        before.body["previous_secrets"].as_array().unwrap().len(),
+        10
+    );
+    let refused = rotate(&app, "busy", json!({"grace_period_seconds": 3600})).await;
+    assert_error(&refused, 409, "too_many_valid_secrets");
+    // The oldest old secret was kept by the first rotation, 600 s ago, for an hour.
+    let oldest = app.clock.now() - Duration::seconds(600) + Duration::seconds(3600);
+    let message = refused.body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains(&oldest.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+        "{message}"
+    );
+    let after = invoke!(
+        reveal_secret,
+        app,
+        Call::get("/x").bearer(&app.owner).id("busy")
+    );
+    assert_eq!(
+        before.body, after.body,
+        "a refused rotation changed something"
+    );
+    // Once the oldest expires it is pruned at the next write, and rotation works again.
+    app.clock.advance(Duration::seconds(3600 - 600 + 1));
+    let rotated = rotate(&app, "busy", json!({"grace_period_seconds": 3600})).await;
+    assert_eq!(rotated.status, 200, "{}", rotated.body);
+    assert_eq!(
+        rotated.body["previous_secrets"].as_array().unwrap().len(),
+        10
+    );
+    // A zero-grace rotation adds no old secret, so it is never refused for this reason.
+    let zero = rotate(&app, "busy", json!({"grace_period_seconds": 0})).await;
+    assert_eq!(zero.status, 200, "{}", zero.body);
+}
+
+async fn grace_periods_are_validated(backend: Backend) {
+    let app = TestApp::new(backend).await;
+    endpoint(&app, "ep").await;
+    for grace in [json!(-1), json!(604_801), json!("an hour"), json!(1.5)] {
+        let refused = rotate(&app, "ep", json!({"grace_period_seconds": grace})).await;
+        assert_error(&refused, 400, "invalid_request");
+    }
+    let longest = rotate(&app, "ep", json!({"grace_period_seconds": 604_800})).await;
+    assert_eq!(longest.status, 200);
+    // The default is 24 hours.
+    let default = rotate(&app, "ep", json!({})).await;
+    let expiry = app.clock.now() + Duration::seconds(86_400);
+    assert_eq!(
+        default.body["previous_secrets"][0]["expires_at"],
+        json!(expiry)
+    );
+}
+
+async fn verify_rejects_with_reasons(backend: Backend) {
+    let app = TestApp::new(backend).await;
+    endpoint(&app, "ep").await;
+    let payload = "hello";
+    let signed = sign(&app, "ep", payload).await;
+    let headers = signed["headers"].clone();
+    assert_eq!(verify(&app, "ep", &headers, payload).await["valid"], true);
+
+    let mut cases: Vec<(Value, &str, &str)> = Vec::new();
+    cases.push((headers.clone(), "tampered", "no_matching_signature"));
+    let mut wrong = headers.clone();
+    wrong["webhook-signature"] = json!("v1,dGhpcyBpcyBub3QgdGhlIHNpZ25hdHVyZSBhdCBhbGwh");
+    cases.push((wrong, payload, "no_matching_signature"));
+    let mut malformed = headers.clone();
+    malformed["webhook-signature"] = json!("sha256=abcdef");
+    cases.push((malformed, payload, "malformed_signature"));
+    let mut dotted = headers.clone();
+    dotted["webhook-id"] = json!("msg.1");
+    cases.push((dotted, payload, "malformed_id"));
+    let mut bad_time = headers.clone();
+    bad_time["webhook-timestamp"] = json!("1.7e9");
+    cases.push((bad_time, payload, "malformed_timestamp"));
+    let mut missing = headers.clone();
+    missing.as_object_mut().unwrap().remove("webhook-signature");
+    cases.push((missing, payload, "malformed_signature"));
+    for (headers, payload, reason) in cases {
+        let verdict = verify(&app, "ep", &headers, payload).await;
+        assert_eq!(verdict["valid"], false, "{verdict}");
+        assert_eq!(verdict["reason"], reason, "{verdict}");
+        assert!(verdict["message"].as_str().is_some_and(|m| !m.is_empty()));
+    }
+
+    let now = app.clock.now().timestamp();
+    for (timestamp, reason) in [
+        (now - 301, "stale_timestamp"),
+        (now + 301, "future_timestamp"),
+    ] {
+        let signed = invoke!(
+            sign_message,
+            app,
+            Call::post("/x")
+                .bearer(&app.owner)
+                .id("ep")
+                .json(json!({"payload": payload, "timestamp": timestamp}))
+        );
+        let verdict = verify(&app, "ep", &signed.body["headers"], payload).await;
+        assert_eq!(
+            (verdict["valid"].clone(), verdict["reason"].clone()),
+            (json!(false), json!(reason))
+        );
+    }
+    // The tolerance is configurable per request.
+    let old = invoke!(
+        sign_message,
+        app,
+        Call::post("/x")
+            .bearer(&app.owner)
+            .id("ep")
+            .json(json!({"payload": payload, "timestamp": now - 600}))
+    );
+    let lenient = invoke!(
+        verify_message,
+        app,
+        Call::post("/x").bearer(&app.owner).id("ep").json(
+            json!({"headers": old.body["headers"], "payload": payload, "tolerance_seconds": 900})
+        )
+    );
+    assert_eq!(lenient.body["valid"], true);
+
+    for bad in [
+        json!({"payload": "x", "msg_id": "has.dot"}),
+        json!({"payload": "x", "timestamp": -1}),
+        json!({"msg_id": "m"}),
+        json!({"payload": 5}),
+    ] {
+        let refused = invoke!(
+            sign_message,
+            app,
+            Call::post("/x").bearer(&app.owner).id("ep").json(bad)
+        );
+        assert_error(&refused, 400, "invalid_request");
+    }
+    let refused = invoke!(
+        verify_message,
+        app,
+        Call::post("/x")
+            .bearer(&app.owner)
+            .id("ep")
+            .json(json!({"headers": {}, "payload": "x", "tolerance_seconds": 86_401}))
+    );
+    assert_error(&refused, 400, "invalid_request");
+    let foreign = app.mint("globex", webhook_secrets::auth::Role::Owner).await;
+    let hidden = invoke!(
+        sign_message,
+        app,
+        Call::post("/x")
+            .bearer(&foreign)
+            .id("ep")
+            .json(json!({"payload": "x"}))
+    );
+    assert_error(&hidden, 404, "not_found");
+}
+
+async fn reveal_shows_every_valid_secret_to_owners_and_admins(backend: Backend) {
+    let app = TestApp::new(backend).await;
+    let created = endpoint(&app, "ep").await;
+    let rotated = rotate(&app, "ep", json!({"grace_period_seconds": 60})).await;
+    for key in [&app.owner, &app.admin] {
+        let revealed = invoke!(reveal_secret, app, Call::get("/x").bearer(key).id("ep"));
+        assert_eq!(revealed.status, 200);
+        assert_eq!(
+            revealed.body["secret"]["value"],
+            rotated.body["secret"]["value"]
+        );
+        assert_eq!(
+            revealed.body["previous_secrets"][0]["value"],
+            created["secret"]["value"]
+        );
+    }
+    let member = invoke!(
+        reveal_secret,
+        app,
+        Call::get("/x").bearer(&app.member).id("ep")
+    );
+    assert_error(&member, 403, "forbidden");
+    app.clock.advance(Duration::seconds(60));
+    let later = invoke!(
+        reveal_secret,
+        app,
+        Call::get("/x").bearer(&app.owner).id("ep")
+    );
+    assert_eq!(
+        later.body["previous_secrets"],
+        json!([]),
+        "expired secrets are not revealed"
+    );
+    let reveals: Vec<_> = app
+        .audit
+        .records()
+        .into_iter()
+        .filter(|r| r.action == "secret.reveal")
+        .collect();
+    assert_eq!(reveals.len(), 4);
+    assert_eq!(reveals.iter().filter(|r| r.outcome == "success").count(), 3);
+    assert_eq!(
+        reveals.iter().filter(|r| r.outcome == "forbidden").count(),
+        1
+    );
+}
+
+async fn retried_rotation_returns_the_same_secret(backend: Backend) {
+    let app = TestApp::new(backend).await;
+    endpoint(&app, "ep").await;
+    let tenant = TenantId::parse("acme").unwrap();
+    let name = app
+        .app
+        .vault
+        .endpoint_name(&tenant, &EndpointId::parse("ep").unwrap())
+        .unwrap();
+    let versions_before = app
+        .app
+        .vault
+        .store()
+        .stages(&name)
+        .await
+        .unwrap()
+        .version_count;
+    let call = || {
+        Call::post("/x")
+            .bearer(&app.owner)
+            .id("ep")
+            .header("idempotency-key", "rotate-2026-11-24-001")
+            .json(json!({"grace_period_seconds": 120}))
+    };
+    let first = invoke!(rotate_secret, app, call());
+    assert_eq!(first.status, 200, "{}", first.body);
+    assert!(first.headers.get("idempotent-replayed").is_none());
+    app.clock.advance(Duration::seconds(5));
+    let retry = invoke!(rotate_secret, app, call());
+    assert_eq!(retry.status, 200);
+    assert_eq!(retry.headers.get("idempotent-replayed").unwrap(), "true");
+    assert_eq!(
+        retry.body, first.body,
+        "a retry answers exactly what the first attempt did"
+    );
+    let stages = app.app.vault.store().stages(&name).await.unwrap();
+    assert_eq!(
+        stages.version_count,
+        versions_before + 1,
+        "one new version, not two"
+    );
+    assert_eq!(stages.pending, None);
+
+    // The same body in another key order and spacing is the same request.
+    let reordered = invoke!(
+        rotate_secret,
+        app,
+        Call::post("/x")
+            .bearer(&app.owner)
+            .id("ep")
+            .header("idempotency-key", "rotate-2026-11-24-001")
+            .raw_body("{ \"grace_period_seconds\" : 120 }")
+    );
+    assert_eq!(reordered.body, first.body);
+
+    let different = invoke!(
+        rotate_secret,
+        app,
+        Call::post("/x")
+            .bearer(&app.owner)
+            .id("ep")
+            .header("idempotency-key", "rotate-2026-11-24-001")
+            .json(json!({"grace_period_seconds": 0}))
+    );
+    assert_error(&different, 422, "idempotency_key_reused");
+    for bad in ["short", "has spaces in it", &"k".repeat(65)] {
+        let refused = invoke!(
+            rotate_secret,
+            app,
+            Call::post("/x")
+                .bearer(&app.owner)
+                .id("ep")
+                .header("idempotency-key", bad)
+        );
+        assert_error(&refused, 400, "invalid_request");
+    }
+    // A new key is a new rotation.
+    let next = invoke!(
+        rotate_secret,
+        app,
+        Call::post("/x")
+            .bearer(&app.owner)
+            .id("ep")
+            .header("idempotency-key", "rotate-2026-11-24-002")
+    );
+    assert_eq!(next.status, 200);
+    assert_ne!(next.body["secret"]["value"], first.body["secret"]["value"]);
+    let audited: Vec<_> = app
+        .audit
+        .records()
+        .into_iter()
+        .filter(|r| r.action == "secret.rotate")
+        .collect();
+    assert!(audited.iter().any(|r| r.replayed && r.outcome == "success"));
+}
+
+/// Concurrent attempts of one request share a version token: the first to write it wins and
+/// the others answer from what it stored. Embedded only: Secrets Manager refuses a second
+/// value for a token (`ResourceExistsException`), which the vault turns into the same replay,
+/// but the moto emulator instead lets a write overwrite a version still staged `AWSPENDING`
+/// and drops its `AWSCURRENT` label, so it cannot stand in for AWS here.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_retries_of_one_rotation_agree() {
+    let backend = Backend::Embedded;
+    let app = std::sync::Arc::new(TestApp::new(backend).await);
+    endpoint(&app, "ep").await;
+    let attempts = (0..6).map(|_| {
+        let app = app.clone();
+        tokio::spawn(async move {
+            invoke!(
+                rotate_secret,
+                app,
+                Call::post("/x")
+                    .bearer(&app.owner)
+                    .id("ep")
+                    .header("idempotency-key", "same-request-key")
+            )
+        })
+    });
+    let answers: Vec<_> = futures::future::join_all(attempts)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    let secrets: std::collections::HashSet<_> = answers
+        .iter()
+        .filter(|a| a.status == 200)
+        .map(|a| a.body["secret"]["value"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        secrets.len(),
+        1,
+        "every successful answer carries the one rotated secret"
+    );
+    for answer in &answers {
+        assert!(matches!(answer.status, 200 | 409), "{}", answer.body);
+    }
+    let current = invoke!(
+        reveal_secret,
+        app,
+        Call::get("/x").bearer(&app.owner).id("ep")
+    );
+    assert_eq!(current.status, 200, "{}", current.body);
+    assert!(secrets.contains(current.body["secret"]["value"].as_str().unwrap()));
+}
+
+async fn retried_creation_returns_the_same_endpoint(backend: Backend) {
+    let app = TestApp::new(backend).await;
+    let call = |url: &str| {
+        Call::post("/v1/endpoints")
+            .bearer(&app.owner)
+            .header("idempotency-key", "create-orders-hook")
+            .json(json!({"url": url, "topics": ["a"]}))
+    };
+    let first = invoke!(create_endpoint, app, call("https://example.com/a"));
+    assert_eq!(first.status, 201, "{}", first.body);
+    let retry = invoke!(create_endpoint, app, call("https://example.com/a"));
+    assert_eq!(retry.status, 201);
+    assert_eq!(retry.body, first.body, "same id, same secret");
+    let listed = invoke!(
+        list_endpoints,
+        app,
+        Call::get("/v1/endpoints").bearer(&app.owner)
+    );
+    assert_eq!(
+        listed.body["data"].as_array().unwrap().len(),
+        1,
+        "one endpoint, not two"
+    );
+    let different = invoke!(create_endpoint, app, call("https://example.com/b"));
+    assert_error(&different, 422, "idempotency_key_reused");
+    // Without a key, creating an existing id is a plain conflict.
+    let id = first.body["id"].as_str().unwrap();
+    let taken = invoke!(
+        create_endpoint,
+        app,
+        Call::post("/v1/endpoints")
+            .bearer(&app.owner)
+            .json(json!({"id": id, "url": "https://example.com/a"}))
+    );
+    assert_error(&taken, 409, "already_exists");
+}
+
+async fn every_management_action_is_audited_without_secrets(backend: Backend) {
+    let app = TestApp::new(backend).await;
+    let created = endpoint(&app, "audited").await;
+    let rotated = rotate(&app, "audited", json!({"grace_period_seconds": 30})).await;
+    let denied = invoke!(
+        rotate_secret,
+        app,
+        Call::post("/x").bearer(&app.member).id("audited")
+    );
+    assert_eq!(denied.status, 403);
+    invoke!(
+        reveal_secret,
+        app,
+        Call::get("/x").bearer(&app.admin).id("audited")
+    );
+    let deleted = invoke!(
+        delete_endpoint,
+        app,
+        Call::delete("/x").bearer(&app.owner).id("audited")
+    );
+    assert_eq!(deleted.status, 204);
+
+    let records = app.audit.records();
+    let actions: Vec<_> = records
+        .iter()
+        .map(|r| (r.action, r.outcome.as_str()))
+        .collect();
+    assert_eq!(
+        actions,
+        vec![
+            ("endpoint.create", "success"),
+            ("secret.rotate", "success"),
+            ("secret.rotate", "forbidden"),
+            ("secret.reveal", "success"),
+            ("endpoint.delete", "success"),
+        ]
+    );
+    let owner_key_id = app.owner.split_once('.').unwrap().0;
+    let rotate_record = &records[1];
+    assert_eq!(rotate_record.tenant.as_deref(), Some("acme"));
+    assert_eq!(rotate_record.actor_key_id.as_deref(), Some(owner_key_id));
+    assert_eq!(rotate_record.endpoint_id.as_deref(), Some("audited"));
+    assert_eq!(rotate_record.status, Some(200));
+    assert_eq!(
+        rotate_record.secret_version_ids,
+        vec![
+            rotated.body["secret"]["version_id"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+            created["secret"]["version_id"].as_str().unwrap().to_owned(),
+        ]
+    );
+    assert!(records.iter().all(|r| !r.request_id.is_empty()));
+    let text = serde_json::to_string(&records).unwrap();
+    for secret in [
+        &created["secret"]["value"],
+        &rotated.body["secret"]["value"],
+    ] {
+        assert!(!text.contains(secret.as_str().unwrap()));
+    }
+}
+
+on_every_backend!(
+    grace_keeps_the_old_secret_until_it_expires,
+    zero_grace_stops_only_the_replaced_secret,
+    the_eleventh_rotation_in_a_window_is_refused,
+    grace_periods_are_validated,
+    verify_rejects_with_reasons,
+    reveal_shows_every_valid_secret_to_owners_and_admins,
+    retried_rotation_returns_the_same_secret,
+    retried_creation_returns_the_same_endpoint,
+    every_management_action_is_audited_without_secrets,
+);
