@@ -33,9 +33,12 @@ if ! bash -euo pipefail "$work/walkthrough.sh" >"$work/transcript.txt" 2>&1; the
 fi
 cat "$work/transcript.txt"
 
-# What the walkthrough claims: two different secrets were shown, and the endpoint is gone.
+# What the walkthrough claims: two different secrets were shown, the delivery signed with
+# both verified, and the endpoint is gone.
 secrets=$(grep -o '"value":"[^"]*"' "$work/transcript.txt" | sort -u | wc -l)
 [ "$secrets" -eq 2 ] || { echo "expected 2 distinct secrets (create, rotate), saw $secrets" >&2; exit 1; }
+grep -q '"webhook-signature":"v1,[^ "]* v1,' "$work/transcript.txt" || { echo "expected a signature per valid secret" >&2; exit 1; }
+grep -q '"valid":true' "$work/transcript.txt" || { echo "expected the signed delivery to verify" >&2; exit 1; }
 api_key=$(cargo run -q --locked -p admin -- keys create --tenant acme --role member --json | jq -r .api_key)
 status=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/v1/endpoints/orders" \
   -H "Authorization: Bearer $api_key")
