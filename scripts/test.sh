@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Every test: format and lint, the Rust suites on both backends (Secrets Manager through the
-# real SDK against a local moto server), the SAM template lint, and the README walkthrough
-# against `make dev`. Everything it starts listens on 127.0.0.1 and is stopped on exit.
+# real SDK against a local moto server), the SAM template lint, and, against `make dev`, the
+# README walkthrough and the OpenAPI conformance check. Everything it starts listens on
+# 127.0.0.1 and is stopped on exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
@@ -24,7 +25,7 @@ cargo test --workspace --locked
 step "SAM template"
 AWS_DEFAULT_REGION=us-east-1 sam validate --lint
 
-step "README walkthrough against make dev"
-scripts/readme-walkthrough.sh
+step "README walkthrough and OpenAPI conformance against make dev"
+scripts/dev-server-checks.sh
 
 step "all tests passed"

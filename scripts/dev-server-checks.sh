@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Runs the README's walkthrough, as written, against `make dev`: the block between the
-# `walkthrough:start` and `walkthrough:end` markers, with only the port changed so it cannot
-# collide with a developer's own `make dev`. It runs on a fresh embedded store.
+# Checks that need the real local server: starts `make dev` once, on a free port and a fresh
+# embedded store, then (1) runs the README walkthrough as written (the block between the
+# `walkthrough:start` and `walkthrough:end` markers, with only the port changed) and
+# (2) checks every route against openapi.yaml with schemathesis.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
@@ -44,4 +45,9 @@ status=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/v1/endpo
   -H "Authorization: Bearer $api_key")
 [ "$status" = 404 ] || { echo "expected 404 after delete, got $status" >&2; exit 1; }
 echo "walkthrough: 1 passed, 0 failed"
+
+step "OpenAPI conformance (schemathesis against make dev)"
+# A tenant of its own, so generated endpoints stay out of the walkthrough's way.
+API_KEY=$(cargo run -q --locked -p admin -- keys create --tenant openapi --role owner --json | jq -r .api_key) \
+  BASE_URL="http://127.0.0.1:$port" scripts/openapi-check.sh
 rm -rf "$work"
