@@ -94,9 +94,10 @@ async fn grace_keeps_the_old_secret_until_it_expires(backend: Backend) {
     let expiry = app.clock.now() + Duration::seconds(3600);
     assert_eq!(previous[0]["expires_at"], json!(expiry));
     assert!(
-        previous[0].get("value").is_some(),
-        "rotate shows the still-valid secrets once"
+        previous[0].get("value").is_none(),
+        "rotate shows only the new secret's value"
     );
+    assert!(previous[0]["masked"].as_str().is_some());
 
     let payload = r#"{"type":"order.paid","id":42}"#;
     let signed = sign(&app, "orders", payload).await;

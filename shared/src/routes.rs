@@ -144,7 +144,9 @@ pub async fn rotate_secret(app: &App, req: Request) -> Result<Response<Body>, Er
         let record = &written.record;
         call.audit_versions(version_ids(record, app), written.replayed);
         tracing::debug!(request_id = call.request_id(), endpoint = %id, secret = %record.secret.value, "secret rotated");
-        Reply::json(StatusCode::OK, &SecretsView::new(record, true, app))
+        // The new secret is shown this once; older ones were shown before and stay masked
+        // (reveal, which is audited, shows them again).
+        Reply::json(StatusCode::OK, &SecretsView::new(record, false, app))
     }
     .await;
     Ok(call.finish(app, outcome))
@@ -445,11 +447,12 @@ struct SecretsView<'a> {
 }
 
 impl<'a> SecretsView<'a> {
-    fn new(record: &'a EndpointRecord, reveal: bool, app: &App) -> Self {
+    /// The current secret's value always; older ones' values only when `reveal_previous`.
+    fn new(record: &'a EndpointRecord, reveal_previous: bool, app: &App) -> Self {
         Self {
             endpoint_id: record.endpoint.id.as_str(),
-            secret: SecretView::new(&record.secret, reveal),
-            previous_secrets: previous_views(record, reveal, app),
+            secret: SecretView::new(&record.secret, true),
+            previous_secrets: previous_views(record, reveal_previous, app),
         }
     }
 }
