@@ -311,6 +311,17 @@ async fn verify_rejects_with_reasons(backend: Backend) {
         );
         assert_error(&refused, 400, "invalid_request");
     }
+    let mut ambiguous = headers.clone();
+    ambiguous["Webhook-Signature"] = json!("v1,AAAA");
+    let refused = invoke!(
+        verify_message,
+        app,
+        Call::post("/x")
+            .bearer(&app.owner)
+            .id("ep")
+            .json(json!({"headers": ambiguous, "payload": payload}))
+    );
+    assert_error(&refused, 400, "invalid_request");
     let refused = invoke!(
         verify_message,
         app,

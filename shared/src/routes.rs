@@ -223,6 +223,13 @@ pub async fn verify_message(app: &App, req: Request) -> Result<Response<Body>, E
                 "tolerance_seconds must be from 0 to {MAX_TOLERANCE_SECONDS}"
             )));
         }
+        // Header names are case-insensitive, so a name given twice in different cases is
+        // ambiguous: refuse it rather than let map order pick the verdict.
+        for name in ["webhook-id", "webhook-timestamp", "webhook-signature"] {
+            if body.headers.keys().filter(|k| k.eq_ignore_ascii_case(name)).count() > 1 {
+                return Err(ApiError::invalid(format!("headers holds {name} more than once")));
+            }
+        }
         let header = |name: &str| {
             body.headers
                 .iter()
