@@ -576,7 +576,52 @@ async fn concurrent_rotations_are_safe(backend: Backend) {
     }
 }
 
+async fn delivery_metadata_is_settable_at_creation(backend: Backend) {
+    let app = TestApp::new(backend).await;
+    let defaults = create(&app, json!({"id": "plain", "url": "https://example.com"})).await;
+    assert_eq!(defaults["status"], "active");
+    assert_eq!(
+        defaults["request_config"],
+        json!({"timeout_ms": 5000, "headers": {}})
+    );
+    assert_eq!(defaults["version"], "1.0");
+    let custom = create(
+        &app,
+        json!({"id": "custom", "url": "https://example.com", "status": "paused", "version": "2026-01-01",
+               "request_config": {"timeout_ms": 12000, "headers": {"X-Custom-Header": "value"}}}),
+    )
+    .await;
+    let got = invoke!(
+        get_endpoint,
+        app,
+        Call::get("/x").bearer(&app.member).id("custom")
+    );
+    for field in ["status", "request_config", "version"] {
+        assert_eq!(got.body[field], custom[field], "{field}");
+    }
+    assert_eq!(
+        got.body["request_config"]["headers"]["X-Custom-Header"],
+        "value"
+    );
+    for bad in [
+        json!({"url": "https://example.com", "status": "deleted"}),
+        json!({"url": "https://example.com", "request_config": {"timeout_ms": 999}}),
+        json!({"url": "https://example.com", "request_config": {"timeout_ms": 30001}}),
+        json!({"url": "https://example.com", "request_config": {"headers": {"bad header": "x"}}}),
+        json!({"url": "https://example.com", "request_config": {"retries": 3}}),
+        json!({"url": "https://example.com", "version": "has space"}),
+    ] {
+        let answer = invoke!(
+            create_endpoint,
+            app,
+            Call::post("/v1/endpoints").bearer(&app.owner).json(bad)
+        );
+        assert_error(&answer, 400, "invalid_request");
+    }
+}
+
 on_every_backend!(
+    delivery_metadata_is_settable_at_creation,
     create_get_rotate_get_delete,
     secrets_follow_the_requested_format,
     invalid_input_is_400_and_changes_nothing,

@@ -4,6 +4,7 @@ use crate::ids::{EndpointId, TenantId, VersionId};
 use crate::secret::{SecretSpec, WebhookSecret};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 pub const MAX_URL_CHARS: usize = 2048;
 pub const MAX_NAME_CHARS: usize = 256;
@@ -26,6 +27,96 @@ pub struct Endpoint {
     pub topics: Vec<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    #[serde(default)]
+    pub status: EndpointStatus,
+    #[serde(default)]
+    pub request_config: RequestConfig,
+    /// The payload version deliveries to this endpoint use.
+    #[serde(default = "default_version")]
+    pub version: String,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EndpointStatus {
+    #[default]
+    Active,
+    Paused,
+    Suspended,
+}
+
+impl EndpointStatus {
+    pub fn parse(raw: &str) -> Result<Self, InvalidEndpoint> {
+        match raw {
+            "active" => Ok(Self::Active),
+            "paused" => Ok(Self::Paused),
+            "suspended" => Ok(Self::Suspended),
+            _ => Err(InvalidEndpoint(
+                "status must be \"active\", \"paused\" or \"suspended\"".into(),
+            )),
+        }
+    }
+}
+
+pub const DEFAULT_TIMEOUT_MS: u32 = 5_000;
+pub const MIN_TIMEOUT_MS: u32 = 1_000;
+pub const MAX_TIMEOUT_MS: u32 = 30_000;
+pub const MAX_CUSTOM_HEADERS: usize = 20;
+pub const DEFAULT_VERSION: &str = "1.0";
+
+fn default_version() -> String {
+    DEFAULT_VERSION.to_owned()
+}
+
+/// How deliveries to the endpoint are made.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestConfig {
+    pub timeout_ms: u32,
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+}
+
+impl Default for RequestConfig {
+    fn default() -> Self {
+        Self {
+            timeout_ms: DEFAULT_TIMEOUT_MS,
+            headers: BTreeMap::new(),
+        }
+    }
+}
+
+impl RequestConfig {
+    pub fn validate(
+        timeout_ms: Option<u32>,
+        headers: BTreeMap<String, String>,
+    ) -> Result<Self, InvalidEndpoint> {
+        let timeout_ms = timeout_ms.unwrap_or(DEFAULT_TIMEOUT_MS);
+        if !(MIN_TIMEOUT_MS..=MAX_TIMEOUT_MS).contains(&timeout_ms) {
+            return Err(InvalidEndpoint(format!(
+                "request_config.timeout_ms must be from {MIN_TIMEOUT_MS} to {MAX_TIMEOUT_MS}"
+            )));
+        }
+        if headers.len() > MAX_CUSTOM_HEADERS {
+            return Err(InvalidEndpoint(format!(
+                "request_config.headers holds at most {MAX_CUSTOM_HEADERS} headers"
+            )));
+        }
+        for (name, value) in &headers {
+            let valid_name = (1..=64).contains(&name.len())
+                && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+            let valid_value =
+                value.len() <= 1024 && value.bytes().all(|b| (0x20..0x7f).contains(&b));
+            if !valid_name || !valid_value {
+                return Err(InvalidEndpoint(
+                    "request_config.headers names are 1 to 64 of A-Z a-z 0-9 -, values up to 1024 printable ASCII characters".into(),
+                ));
+            }
+        }
+        Ok(Self {
+            timeout_ms,
+            headers,
+        })
+    }
 }
 
 /// One version of an endpoint's signing secret.
@@ -136,6 +227,9 @@ pub struct NewEndpoint {
     pub name: String,
     pub description: String,
     pub topics: Vec<String>,
+    pub status: EndpointStatus,
+    pub request_config: RequestConfig,
+    pub version: String,
     pub secret: SecretSource,
 }
 
@@ -168,6 +262,20 @@ impl NewEndpoint {
             )));
         }
         Ok(raw.to_owned())
+    }
+
+    pub fn validate_version(raw: &str) -> Result<String, InvalidEndpoint> {
+        let valid = (1..=32).contains(&raw.len())
+            && raw
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+        if valid {
+            Ok(raw.to_owned())
+        } else {
+            Err(InvalidEndpoint(
+                "version is 1 to 32 of A-Z a-z 0-9 . _ -".into(),
+            ))
+        }
     }
 
     pub fn validate_topics(raw: Vec<String>) -> Result<Vec<String>, InvalidEndpoint> {

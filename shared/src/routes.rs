@@ -3,8 +3,8 @@
 
 use crate::config::App;
 use crate::endpoint::{
-    EndpointRecord, GracePeriod, NewEndpoint, SecretSource, SecretVersion, MAX_DESCRIPTION_CHARS,
-    MAX_NAME_CHARS,
+    EndpointRecord, EndpointStatus, GracePeriod, NewEndpoint, RequestConfig, SecretSource,
+    SecretVersion, DEFAULT_VERSION, MAX_DESCRIPTION_CHARS, MAX_NAME_CHARS,
 };
 use crate::http::{
     from_json, idempotency, json_value, path_param, query_param, ApiError, Call, Reply,
@@ -286,9 +286,20 @@ struct CreateEndpointBody {
     description: String,
     #[serde(default)]
     topics: Vec<String>,
+    status: Option<String>,
+    request_config: Option<RequestConfigBody>,
+    version: Option<String>,
     secret_format: Option<String>,
     secret_bytes: Option<usize>,
     secret: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RequestConfigBody {
+    timeout_ms: Option<u32>,
+    #[serde(default)]
+    headers: std::collections::BTreeMap<String, String>,
 }
 
 impl CreateEndpointBody {
@@ -315,6 +326,23 @@ impl CreateEndpointBody {
             )
             .map_err(invalid)?,
             topics: NewEndpoint::validate_topics(self.topics).map_err(invalid)?,
+            status: self
+                .status
+                .as_deref()
+                .map(EndpointStatus::parse)
+                .transpose()
+                .map_err(invalid)?
+                .unwrap_or_default(),
+            request_config: match self.request_config {
+                Some(config) => {
+                    RequestConfig::validate(config.timeout_ms, config.headers).map_err(invalid)?
+                }
+                None => RequestConfig::default(),
+            },
+            version: NewEndpoint::validate_version(
+                self.version.as_deref().unwrap_or(DEFAULT_VERSION),
+            )
+            .map_err(invalid)?,
             secret,
         })
     }
@@ -423,6 +451,9 @@ pub struct EndpointView<'a> {
     topics: &'a [String],
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
+    status: EndpointStatus,
+    request_config: &'a RequestConfig,
+    version: &'a str,
     secret: SecretView<'a>,
     /// Older secrets still valid, masked, with their expiry.
     previous_secrets: Vec<SecretView<'a>>,
@@ -439,6 +470,9 @@ impl<'a> EndpointView<'a> {
             topics: &endpoint.topics,
             created_at: endpoint.created_at,
             updated_at: endpoint.updated_at,
+            status: endpoint.status,
+            request_config: &endpoint.request_config,
+            version: &endpoint.version,
             secret: SecretView::new(&record.secret, reveal),
             previous_secrets: previous_views(record, false, app),
         }

@@ -170,6 +170,9 @@ impl Vault {
                 topics: new.topics,
                 created_at: now,
                 updated_at: now,
+                status: new.status,
+                request_config: new.request_config,
+                version: new.version,
             },
             secret: SecretVersion {
                 version_id: version_id.clone(),
