@@ -20,7 +20,9 @@ grep -q 'curl' "$work/walkthrough.sh" || { echo "no walkthrough found in README.
 
 # Build the functions first so the first request does not wait on the compiler.
 cargo build --quiet --locked -p create-endpoint -p get-endpoint -p list-endpoints \
-  -p delete-endpoint -p rotate-secret -p reveal-secret -p sign-message -p verify-message -p admin
+  -p delete-endpoint -p rotate-secret -p reveal-secret -p sign-message -p verify-message \
+  -p openformat-webhook-secret -p inklink-rotate-secret -p composio-rotate-secret \
+  -p fyatu-auth-token -p fyatu-regenerate-secret -p featurebase-refresh-secret -p admin
 
 start_group target/make-dev.log make dev PORT="$port"
 wait_for_http "http://127.0.0.1:$port/" 300

@@ -216,6 +216,20 @@ impl Authenticator {
         })
     }
 
+    /// The principal of a key known only by its id (a token names it), if the key still
+    /// exists and is not revoked; subject to the same cache lifetime as keys.
+    pub async fn active_key(&self, key_id: &KeyId) -> Result<Principal, AuthError> {
+        let record = self.record(key_id).await?;
+        if record.revoked_at.is_some() {
+            return Err(AuthError::Invalid);
+        }
+        Ok(Principal {
+            tenant: record.tenant,
+            key_id: record.key_id,
+            role: record.role,
+        })
+    }
+
     async fn record(&self, key_id: &KeyId) -> Result<ApiKeyRecord, AuthError> {
         let now = self.clock.now();
         if let Some((record, fetched)) = self.lock().get(key_id) {

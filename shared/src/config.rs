@@ -6,6 +6,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::store::embedded::EmbeddedStore;
 use crate::store::secrets_manager::{ClientSettings, SecretsManagerStore};
 use crate::store::SecretStore;
+use crate::tokens::TokenService;
 use crate::vault::Vault;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -104,6 +105,7 @@ impl Config {
 pub struct App {
     pub vault: Arc<Vault>,
     pub auth: Authenticator,
+    pub tokens: TokenService,
     pub audit: Arc<dyn AuditSink>,
 }
 
@@ -121,6 +123,7 @@ impl App {
         let vault = Arc::new(vault);
         Self {
             auth: Authenticator::new(Arc::clone(&vault), key_cache_ttl),
+            tokens: TokenService::new(Arc::clone(&vault)),
             vault,
             audit,
         }

@@ -195,6 +195,11 @@ impl GracePeriod {
             })
     }
 
+    /// The old secret stops verifying at once.
+    pub fn none() -> Self {
+        Self(0)
+    }
+
     pub fn as_duration(self) -> chrono::Duration {
         chrono::Duration::seconds(i64::from(self.0))
     }

@@ -148,6 +148,23 @@ impl From<SecretError> for ApiError {
     }
 }
 
+/// How a contract renders an error: the status and JSON body its clients expect, from the
+/// error and the request id.
+pub type ErrorShape = fn(&ApiError, &str) -> (StatusCode, serde_json::Value);
+
+/// The native API's error shape: `{"error": {"code", "message", "request_id"}}`.
+pub fn native_error(err: &ApiError, request_id: &str) -> (StatusCode, serde_json::Value) {
+    (
+        err.status,
+        serde_json::json!({"error": {"code": err.code, "message": err.message, "request_id": request_id}}),
+    )
+}
+
+/// A request header's value, if present and readable.
+pub fn header<'a>(req: &'a Request, name: &str) -> Option<&'a str> {
+    req.headers().get(name).and_then(|v| v.to_str().ok())
+}
+
 /// A successful answer: a status and an optional JSON body.
 pub struct Reply {
     status: StatusCode,
@@ -225,23 +242,48 @@ impl Call {
 
     /// Authenticates the caller from `Authorization: Bearer` or `X-API-Key`.
     pub async fn authenticate(&self, app: &App, req: &Request) -> Result<Principal, ApiError> {
-        let presented = api_key_header(req).ok_or(AuthError::Missing)?;
-        let principal = app.auth.authenticate(presented).await?;
-        let _ = self.principal.set(principal.clone());
+        self.authenticate_key(app, api_key_header(req)).await
+    }
+
+    /// Authenticates an API key taken from wherever the route's contract carries it.
+    pub async fn authenticate_key(
+        &self,
+        app: &App,
+        presented: Option<&str>,
+    ) -> Result<Principal, ApiError> {
+        let principal = app
+            .auth
+            .authenticate(presented.ok_or(AuthError::Missing)?)
+            .await?;
+        self.identify(principal.clone());
         Ok(principal)
     }
 
-    /// Turns the outcome into the response, writes the request's one log line and, for an
-    /// audited action, its audit record.
+    /// Records who made the call, for its log line and audit record.
+    pub fn identify(&self, principal: Principal) {
+        let _ = self.principal.set(principal);
+    }
+
+    /// Turns the outcome into the response in the native error shape; see `finish_shaped`.
     pub fn finish(self, app: &App, outcome: Result<Reply, ApiError>) -> Response<Body> {
+        self.finish_shaped(app, outcome, native_error)
+    }
+
+    /// Turns the outcome into the response, an error in the route's contract's `shape`;
+    /// writes the request's one log line and, for an audited action, its audit record (whose
+    /// outcome is always the native error code, whatever the contract calls it).
+    pub fn finish_shaped(
+        self,
+        app: &App,
+        outcome: Result<Reply, ApiError>,
+        shape: ErrorShape,
+    ) -> Response<Body> {
         let (status, body, outcome_code) = match outcome {
             Ok(reply) => (reply.status, reply.body, "success"),
             Err(err) => {
                 self.log_error(&err);
-                let body = serde_json::json!({
-                    "error": {"code": err.code, "message": err.message, "request_id": self.request_id}
-                });
-                (err.status, Some(body), err.code)
+                let (status, body) = shape(&err, &self.request_id);
+                (status, Some(body), err.code)
             }
         };
         let principal = self.principal.get();

@@ -55,6 +55,11 @@ impl EndpointId {
         }
     }
 
+    /// A product-defined id, known valid.
+    pub(crate) fn reserved(id: &'static str) -> Self {
+        Self(id.to_owned())
+    }
+
     /// A new id: `ep_` and 24 hex digits of randomness.
     pub fn generate() -> Self {
         Self(format!("ep_{}", random_hex(12)))

@@ -6,6 +6,7 @@ pub mod auth;
 pub mod clock;
 pub mod config;
 pub mod endpoint;
+pub mod faces;
 pub mod http;
 pub mod idempotency;
 pub mod ids;
@@ -14,6 +15,7 @@ pub mod routes;
 pub mod secret;
 pub mod signature;
 pub mod store;
+pub mod tokens;
 pub mod vault;
 
 pub use config::{App, Config, ConfigError};

@@ -13,6 +13,7 @@ use crate::http::{
 use crate::ids::EndpointId;
 use crate::secret::{SecretFormat, SecretSpec, WebhookSecret};
 use crate::signature::{self, DEFAULT_TOLERANCE_SECONDS, MAX_TOLERANCE_SECONDS};
+use crate::vault::Rotation;
 use chrono::{DateTime, Utc};
 use lambda_http::http::StatusCode;
 use lambda_http::{Body, Error, Request, Response};
@@ -137,9 +138,15 @@ pub async fn rotate_secret(app: &App, req: Request) -> Result<Response<Body>, Er
             None => GracePeriod::default(),
         };
         let source = secret_source(body.secret, body.secret_format, body.secret_bytes)?;
+        let rotation = Rotation {
+            source,
+            grace,
+            idempotency: idempotency.as_ref(),
+            invalidate_older: false,
+        };
         let written = app
             .vault
-            .rotate_secret(&principal.tenant, &id, source, grace, idempotency.as_ref())
+            .rotate_secret(&principal.tenant, &id, rotation)
             .await?;
         let record = &written.record;
         call.audit_versions(version_ids(record, app), written.replayed);
@@ -310,6 +317,11 @@ impl CreateEndpointBody {
             .map(|raw| EndpointId::parse(&raw))
             .transpose()
             .map_err(|e| ApiError::invalid(e.to_string()))?;
+        if id.as_ref().is_some_and(|id| id.as_str().starts_with('_')) {
+            return Err(ApiError::invalid(
+                "ids starting with '_' are reserved for account-level secrets",
+            ));
+        }
         let mut secret = secret_source(self.secret, self.secret_format, self.secret_bytes)?;
         if matches!(secret, SecretSource::LikeCurrent) {
             secret = SecretSource::Generate(SecretSpec::default());

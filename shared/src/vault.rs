@@ -69,11 +69,69 @@ impl From<StoreError> for VaultError {
     }
 }
 
+/// A tenant's account-level secrets, kept as endpoints with reserved ids (`_` first, which
+/// native creates may not use) so that reveal, sign and verify work on them like on any
+/// endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccountSecret {
+    /// A uuid-format account secret.
+    Uuid,
+    /// A `whsec_` account secret.
+    Whsec,
+}
+
+impl AccountSecret {
+    pub fn endpoint_id(self) -> EndpointId {
+        EndpointId::reserved(match self {
+            Self::Uuid => "_account-uuid",
+            Self::Whsec => "_account-whsec",
+        })
+    }
+
+    fn format(self) -> SecretFormat {
+        match self {
+            Self::Uuid => SecretFormat::Uuid,
+            Self::Whsec => SecretFormat::Whsec,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::Uuid => "Account webhook secret (uuid)",
+            Self::Whsec => "Account webhook secret (whsec)",
+        }
+    }
+}
+
 /// An endpoint as read from the vault, with the version of the record it came from.
 #[derive(Debug, Clone)]
 pub struct StoredEndpoint {
     pub record: EndpointRecord,
     pub record_version: VersionId,
+}
+
+/// What a rotation asks for.
+#[derive(Debug, Clone)]
+pub struct Rotation<'a> {
+    pub source: SecretSource,
+    /// How long the replaced secret keeps verifying.
+    pub grace: GracePeriod,
+    pub idempotency: Option<&'a Idempotency>,
+    /// Also end every older secret still in its grace period, for contracts that promise the
+    /// previous secret stops verifying at once.
+    pub invalidate_older: bool,
+}
+
+impl Rotation<'_> {
+    /// A rotation after which only the new secret verifies.
+    pub fn immediate(source: SecretSource) -> Self {
+        Self {
+            source,
+            grace: GracePeriod::none(),
+            idempotency: None,
+            invalidate_older: true,
+        }
+    }
 }
 
 /// The outcome of an idempotent write: the record, and whether it was written by an earlier
@@ -301,10 +359,14 @@ impl Vault {
         &self,
         tenant: &TenantId,
         id: &EndpointId,
-        source: SecretSource,
-        grace: GracePeriod,
-        idempotency: Option<&Idempotency>,
+        rotation: Rotation<'_>,
     ) -> Result<Written, VaultError> {
+        let Rotation {
+            source,
+            grace,
+            idempotency,
+            invalidate_older,
+        } = rotation;
         let name = self.endpoint_name(tenant, id)?;
         let version_id = match idempotency {
             Some(idempotency) => {
@@ -326,6 +388,9 @@ impl Vault {
             SecretSource::LikeCurrent => WebhookSecret::generate(spec_like(&record.secret.value)?)?,
         };
         let now = self.clock.now();
+        if invalidate_older {
+            record.previous_secrets.clear();
+        }
         record.previous_secrets.retain(|old| old.is_valid_at(now));
         if !grace.is_zero() {
             if record.previous_secrets.len() >= MAX_PREVIOUS_SECRETS {
@@ -369,6 +434,87 @@ impl Vault {
             },
             Err(other) => Err(other.into()),
         }
+    }
+
+    /// Rotates an account-level secret (an endpoint with a reserved id) with immediate
+    /// invalidation, creating it on first use.
+    pub async fn rotate_account_secret(
+        &self,
+        tenant: &TenantId,
+        account: AccountSecret,
+    ) -> Result<EndpointRecord, VaultError> {
+        let id = account.endpoint_id();
+        let spec = SecretSpec::new(account.format(), None)?;
+        for _ in 0..2 {
+            match self
+                .rotate_secret(
+                    tenant,
+                    &id,
+                    Rotation::immediate(SecretSource::Generate(spec)),
+                )
+                .await
+            {
+                Err(VaultError::NotFound) => {}
+                other => return other.map(|written| written.record),
+            }
+            let new = NewEndpoint {
+                id: Some(id.clone()),
+                url: String::new(),
+                name: account.name().to_owned(),
+                description: String::new(),
+                topics: Vec::new(),
+                status: Default::default(),
+                request_config: Default::default(),
+                version: crate::endpoint::DEFAULT_VERSION.to_owned(),
+                secret: SecretSource::Generate(spec),
+            };
+            match self.create_endpoint(tenant, new, None).await {
+                // Another request created it first: rotate that one.
+                Err(VaultError::AlreadyExists) => continue,
+                other => return other.map(|written| written.record),
+            }
+        }
+        Err(VaultError::Conflict)
+    }
+
+    /// A record the product keeps for itself, at `{prefix}/_{what}` (tenants never start
+    /// with `_`, and endpoints live one level deeper, so these names are free).
+    fn internal_name(&self, what: &str) -> Result<SecretName, VaultError> {
+        Ok(SecretName::parse(&format!("{}/_{what}", self.prefix))?)
+    }
+
+    pub async fn read_internal<T: DeserializeOwned>(
+        &self,
+        what: &str,
+    ) -> Result<(T, VersionId), VaultError> {
+        let stored = self.store.read_current(&self.internal_name(what)?).await?;
+        Ok((decode(&stored)?, stored.version_id))
+    }
+
+    pub async fn create_internal<T: Serialize>(
+        &self,
+        what: &str,
+        value: &T,
+    ) -> Result<(), VaultError> {
+        let name = self.internal_name(what)?;
+        self.store
+            .create(&name, &VersionId::generate(), &encode(value)?, &[])
+            .await?;
+        Ok(())
+    }
+
+    /// Compare-and-swap on an internal record.
+    pub async fn replace_internal<T: Serialize>(
+        &self,
+        what: &str,
+        expected: &VersionId,
+        value: &T,
+    ) -> Result<(), VaultError> {
+        let name = self.internal_name(what)?;
+        self.store
+            .replace_current(&name, expected, &VersionId::generate(), &encode(value)?)
+            .await?;
+        Ok(())
     }
 
     /// Reads one historical version of an endpoint's record.
