@@ -14,9 +14,16 @@ export VAULT_PATH="$work/vault.sqlite3"
 # depend on the Secrets Manager settings the rest of the test run uses.
 unset AWS_ENDPOINT_URL VAULT_BACKEND
 
-awk '/<!-- walkthrough:start -->/{on=1; next} /<!-- walkthrough:end -->/{on=0} on' README.md \
-  | sed -e '/^```/d' -e "s/127\.0\.0\.1:9000/127.0.0.1:$port/g" >"$work/walkthrough.sh"
+# readme_blocks NAME: every README block between `NAME:start` and `NAME:end`, port changed.
+readme_blocks() {
+  awk -v start="<!-- $1:start -->" -v end="<!-- $1:end -->" '$0 == start {on=1; next} $0 == end {on=0} on' README.md \
+    | sed -e '/^```/d' -e "s/127\.0\.0\.1:9000/127.0.0.1:$port/g"
+}
+readme_blocks walkthrough >"$work/walkthrough.sh"
 grep -q 'curl' "$work/walkthrough.sh" || { echo "no walkthrough found in README.md" >&2; exit 1; }
+# The contract sections run in the same shell, after the walkthrough (they use its $API_KEY).
+readme_blocks contracts >>"$work/walkthrough.sh"
+[ "$(grep -c 'curl' "$work/walkthrough.sh")" -gt 12 ] || { echo "no contract curls found in README.md" >&2; exit 1; }
 
 # Build the functions first so the first request does not wait on the compiler.
 cargo build --quiet --locked -p create-endpoint -p get-endpoint -p list-endpoints \
@@ -42,11 +49,16 @@ secrets=$(grep -o '"value":"[^"]*"' "$work/transcript.txt" | sort -u | wc -l)
 [ "$secrets" -eq 2 ] || { echo "expected 2 distinct secrets (create, rotate), saw $secrets" >&2; exit 1; }
 grep -q '"webhook-signature":"v1,[^ "]* v1,' "$work/transcript.txt" || { echo "expected a signature per valid secret" >&2; exit 1; }
 grep -q '"valid":true' "$work/transcript.txt" || { echo "expected the signed delivery to verify" >&2; exit 1; }
+# And each seed contract answered its documented success body.
+for expected in '"status":"success","webhook_secret":"' '^{"secret":"whsec_' '"id":"sub_billing","secret":"whsec_' \
+  '"webhookSecret":"whsec_' '"object":"webhook"'; do
+  grep -q "$expected" "$work/transcript.txt" || { echo "no contract answer matching $expected" >&2; exit 1; }
+done
 api_key=$(cargo run -q --locked -p admin -- keys create --tenant acme --role member --json | jq -r .api_key)
 status=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/v1/endpoints/orders" \
   -H "Authorization: Bearer $api_key")
 [ "$status" = 404 ] || { echo "expected 404 after delete, got $status" >&2; exit 1; }
-echo "walkthrough: 1 passed, 0 failed"
+echo "walkthrough and seed contracts: 1 passed, 0 failed"
 
 step "OpenAPI conformance (schemathesis against make dev)"
 # A tenant of its own, so generated endpoints stay out of the walkthrough's way.

@@ -26,6 +26,20 @@ enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// The key that signs access tokens for the JWT-authenticated contract.
+    SigningKey {
+        #[command(subcommand)]
+        command: SigningKeyCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum SigningKeyCommand {
+    /// Make a new signing key; tokens signed by the old one keep working until they expire.
+    Rotate {
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -114,7 +128,38 @@ async fn run(cli: Cli) -> Result<(), String> {
         .await
         .map_err(|e| e.to_string())?;
     let vault = &app.vault;
-    let Command::Keys { command } = cli.command;
+    let command = match cli.command {
+        Command::Keys { command } => command,
+        Command::SigningKey {
+            command: SigningKeyCommand::Rotate { json },
+        } => {
+            let kid = app
+                .tokens
+                .rotate_signing_key()
+                .await
+                .map_err(|e| format!("could not rotate the signing key: {e}"))?;
+            JsonLinesAudit::stderr().record(&AuditRecord {
+                audit: AUDIT_MARKER,
+                time: chrono::Utc::now(),
+                request_id: format!("admin-{}", uuid::Uuid::new_v4()),
+                tenant: None,
+                actor_key_id: None,
+                action: "signing_key.rotate",
+                endpoint_id: None,
+                key_id: Some(kid.clone()),
+                secret_version_ids: Vec::new(),
+                outcome: "success".to_owned(),
+                status: None,
+                replayed: false,
+            });
+            if json {
+                println!("{}", json!({"kid": kid}));
+            } else {
+                println!("new signing key {kid}; tokens signed by the previous key work until they expire");
+            }
+            return Ok(());
+        }
+    };
     match command {
         KeysCommand::Create { tenant, role, json } => {
             let (key, record) = mint_api_key(vault, tenant, role)
