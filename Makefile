@@ -3,6 +3,9 @@
 
 SHELL := /bin/bash
 PORT ?= 9000
+# Extra `cargo lambda watch` flags; the test run passes --ignore-changes so that no reload
+# restarts functions under it.
+WATCH_FLAGS ?=
 VENV := .venv
 TOOLS := $(VENV)/.installed
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
@@ -19,7 +22,7 @@ $(TOOLS): requirements-dev.txt
 tools: $(TOOLS)
 
 dev: $(TOOLS)
-	cargo lambda watch --invoke-address 127.0.0.1 --invoke-port $(PORT)
+	cargo lambda watch $(WATCH_FLAGS) --invoke-address 127.0.0.1 --invoke-port $(PORT)
 
 test: $(TOOLS)
 	scripts/test.sh
