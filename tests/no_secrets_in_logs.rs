@@ -100,6 +100,55 @@ async fn run_and_collect_secrets(backend: Backend) -> Vec<String> {
         .status,
         204
     );
+    // The seed contracts: their rotations, and the access tokens of the JWT contract.
+    let face =
+        |response: lambda_http::Response<lambda_http::Body>| integration_tests::answer(response);
+    let uuid = face(
+        webhook_secrets::faces::openformat::generate_webhook_secret(
+            &app.app,
+            Call::post("/v1/webhook/secret")
+                .header("x-api-key", &app.owner)
+                .build(),
+        )
+        .await
+        .unwrap(),
+    );
+    secrets.push(uuid.body["webhook_secret"].as_str().unwrap().to_owned());
+    let (app_id, secret_key) = app.owner.split_once('.').unwrap();
+    let token = face(
+        webhook_secrets::faces::fyatu::issue_token(
+            &app.app,
+            Call::post("/api/v3/auth/token")
+                .json(json!({"appId": app_id, "secretKey": secret_key, "grantType": "client_credentials"}))
+                .build(),
+        )
+        .await
+        .unwrap(),
+    );
+    let jwt = token.body["data"]["accessToken"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let regenerated = face(
+        webhook_secrets::faces::fyatu::regenerate_secret(
+            &app.app,
+            Call::post("/api/v3/webhooks/secret/regenerate")
+                .bearer(&jwt)
+                .build(),
+        )
+        .await
+        .unwrap(),
+    );
+    assert_eq!(regenerated.status, 200, "{}", regenerated.body);
+    secrets.push(
+        regenerated.body["data"]["webhookSecret"]
+            .as_str()
+            .unwrap()
+            .to_owned(),
+    );
+    // An access token is a bearer credential: neither it nor its signature may be logged.
+    secrets.push(jwt.rsplit('.').next().unwrap().to_owned());
+    secrets.push(jwt);
     secrets
 }
 
