@@ -373,7 +373,16 @@ async fn keys_roles_and_tenants(backend: Backend) {
     );
     assert_error(&delete, 403, "forbidden");
 
-    // X-API-Key works as well as Bearer.
+    // X-API-Key works as well as Bearer, also beside an Authorization header of another scheme.
+    let beside_basic = invoke!(
+        get_endpoint,
+        app,
+        Call::get("/x")
+            .header("authorization", "Basic dXNlcjpwYXNz")
+            .header("x-api-key", &app.owner)
+            .id("shared-id")
+    );
+    assert_eq!(beside_basic.status, 200, "{}", beside_basic.body);
     let by_header = invoke!(
         get_endpoint,
         app,

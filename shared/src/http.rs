@@ -363,12 +363,16 @@ fn request_id(req: &Request) -> String {
 }
 
 fn api_key_header(req: &Request) -> Option<&str> {
-    let headers = req.headers();
-    if let Some(value) = headers.get("authorization").and_then(|v| v.to_str().ok()) {
-        let (scheme, token) = value.trim().split_once(' ')?;
-        return scheme.eq_ignore_ascii_case("bearer").then(|| token.trim());
-    }
-    headers.get("x-api-key").and_then(|v| v.to_str().ok())
+    bearer_token(req).or_else(|| header(req, "x-api-key"))
+}
+
+/// The token of an `Authorization: Bearer <token>` header, if that is what it holds.
+pub fn bearer_token(req: &Request) -> Option<&str> {
+    let (scheme, token) = header(req, "authorization")?.trim().split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|token| !token.is_empty())
 }
 
 /// A path parameter, from API Gateway (or the `cargo lambda watch` router) or, when the event

@@ -7,7 +7,7 @@
 
 use crate::auth::AuthError;
 use crate::config::App;
-use crate::http::{from_json, header, json_value, ApiError, Call, Reply, MAX_BODY_BYTES};
+use crate::http::{bearer_token, from_json, json_value, ApiError, Call, Reply, MAX_BODY_BYTES};
 use crate::ids::KeyId;
 use crate::tokens::{scopes_for, TokenError, SCOPE_WRITE};
 use crate::vault::AccountSecret;
@@ -112,11 +112,7 @@ pub async fn regenerate_secret(app: &App, req: Request) -> Result<Response<Body>
             "secret.rotate",
             Some(AccountSecret::Whsec.endpoint_id().as_str()),
         );
-        let token = header(&req, "authorization")
-            .and_then(|value| value.trim().split_once(' '))
-            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-            .map(|(_, token)| token.trim())
-            .ok_or_else(|| ApiError::from(AuthError::Missing))?;
+        let token = bearer_token(&req).ok_or_else(|| ApiError::from(AuthError::Missing))?;
         let (claims, principal) = app
             .tokens
             .verify(token, &app.auth)
