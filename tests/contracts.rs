@@ -78,33 +78,19 @@ async fn assert_now_current(app: &TestApp, id: &str, secret: &str) {
         json!([]),
         "the old secret still verifies"
     );
-    let signed = invoke!(
-        sign_message,
-        app,
-        Call::post("/x")
-            .bearer(&app.member)
-            .id(id)
-            .json(json!({"payload": "{}"}))
-    );
+    let signed = app.sign(id, "{}", None).await;
     assert_eq!(
-        signed.body["headers"]["webhook-signature"]
+        signed["headers"]["webhook-signature"]
             .as_str()
             .unwrap()
             .split(' ')
             .count(),
         1
     );
-    let verified = invoke!(
-        verify_message,
-        app,
-        Call::post("/x")
-            .bearer(&app.member)
-            .id(id)
-            .json(json!({"headers": signed.body["headers"], "payload": "{}"}))
-    );
-    assert_eq!(verified.body["valid"], true);
+    let verified = app.verify(id, &signed["headers"], "{}").await;
+    assert_eq!(verified["valid"], true);
     assert_eq!(
-        verified.body["version_id"],
+        verified["version_id"],
         revealed.body["secret"]["version_id"]
     );
 }

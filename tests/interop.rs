@@ -61,16 +61,7 @@ fn accepts(lib: &str, secret: &str, signed: &Value, payload: &str) -> bool {
 }
 
 async fn sign_at(app: &TestApp, id: &str, payload: &str, timestamp: i64) -> Value {
-    let signed = invoke!(
-        sign_message,
-        app,
-        Call::post("/x")
-            .bearer(&app.member)
-            .id(id)
-            .json(json!({"payload": payload, "timestamp": timestamp}))
-    );
-    assert_eq!(signed.status, 200, "{}", signed.body);
-    signed.body
+    app.sign(id, payload, Some(timestamp)).await
 }
 
 /// The acceptance case: rotate with a one-hour grace and sign. A receiver holding only the old

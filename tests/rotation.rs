@@ -29,29 +29,11 @@ async fn rotate(app: &TestApp, id: &str, body: Value) -> integration_tests::Answ
 }
 
 async fn sign(app: &TestApp, id: &str, payload: &str) -> Value {
-    let signed = invoke!(
-        sign_message,
-        app,
-        Call::post("/x")
-            .bearer(&app.member)
-            .id(id)
-            .json(json!({"payload": payload}))
-    );
-    assert_eq!(signed.status, 200, "{}", signed.body);
-    signed.body
+    app.sign(id, payload, None).await
 }
 
 async fn verify(app: &TestApp, id: &str, headers: &Value, payload: &str) -> Value {
-    let verified = invoke!(
-        verify_message,
-        app,
-        Call::post("/x")
-            .bearer(&app.member)
-            .id(id)
-            .json(json!({"headers": headers, "payload": payload}))
-    );
-    assert_eq!(verified.status, 200, "{}", verified.body);
-    verified.body
+    app.verify(id, headers, payload).await
 }
 
 /// Verifies `signed` as a receiver that holds only `secret` would, with this crate's verifier.

@@ -103,6 +103,38 @@ impl TestApp {
         test
     }
 
+    /// Signs `payload` through `/sign` with a member key; `timestamp` defaults to the app's
+    /// clock. Returns the answer's body.
+    pub async fn sign(&self, id: &str, payload: &str, timestamp: Option<i64>) -> Value {
+        let mut body = serde_json::json!({"payload": payload});
+        if let Some(timestamp) = timestamp {
+            body["timestamp"] = timestamp.into();
+        }
+        let call = Call::post("/x").bearer(&self.member).id(id).json(body);
+        let signed = answer(
+            webhook_secrets::routes::sign_message(&self.app, call.build())
+                .await
+                .expect("routes always answer Ok"),
+        );
+        assert_eq!(signed.status, 200, "{}", signed.body);
+        signed.body
+    }
+
+    /// Checks a delivery through `/verify` with a member key. Returns the answer's body.
+    pub async fn verify(&self, id: &str, headers: &Value, payload: &str) -> Value {
+        let call = Call::post("/x")
+            .bearer(&self.member)
+            .id(id)
+            .json(serde_json::json!({"headers": headers, "payload": payload}));
+        let verified = answer(
+            webhook_secrets::routes::verify_message(&self.app, call.build())
+                .await
+                .expect("routes always answer Ok"),
+        );
+        assert_eq!(verified.status, 200, "{}", verified.body);
+        verified.body
+    }
+
     /// Mints a key and returns the whole key string.
     pub async fn mint(&self, tenant: &str, role: Role) -> String {
         let (key, _) = mint_api_key(&self.app.vault, TenantId::parse(tenant).unwrap(), role)
