@@ -2,29 +2,19 @@
 //! validation, and concurrent rotation.
 
 use integration_tests::{assert_error, invoke, on_every_backend, Backend, Call, TestApp};
-use serde_json::{json, Value};
+use serde_json::json;
 use std::collections::HashSet;
 use webhook_secrets::auth::Role;
 use webhook_secrets::ids::{EndpointId, TenantId, VersionId};
 
-async fn create(app: &TestApp, body: Value) -> Value {
-    let answer = invoke!(
-        create_endpoint,
-        app,
-        Call::post("/v1/endpoints").bearer(&app.owner).json(body)
-    );
-    assert_eq!(answer.status, 201, "{}", answer.body);
-    answer.body
-}
-
 async fn create_get_rotate_get_delete(backend: Backend) {
     let app = TestApp::new(backend).await;
-    let created = create(
-        &app,
-        json!({"id": "orders", "url": "https://example.com/hooks", "name": "Orders",
+    let created = app
+        .create(
+            json!({"id": "orders", "url": "https://example.com/hooks", "name": "Orders",
                "description": "order events", "topics": ["order.created", "order.paid"]}),
-    )
-    .await;
+        )
+        .await;
     assert_eq!(created["id"], "orders");
     assert_eq!(created["url"], "https://example.com/hooks");
     assert_eq!(created["topics"], json!(["order.created", "order.paid"]));
@@ -123,11 +113,9 @@ async fn create_get_rotate_get_delete(backend: Backend) {
 
 async fn secrets_follow_the_requested_format(backend: Backend) {
     let app = TestApp::new(backend).await;
-    let uuid = create(
-        &app,
-        json!({"url": "https://example.com/a", "secret_format": "uuid"}),
-    )
-    .await;
+    let uuid = app
+        .create(json!({"url": "https://example.com/a", "secret_format": "uuid"}))
+        .await;
     let value = uuid["secret"]["value"].as_str().unwrap();
     assert_eq!(uuid::Uuid::parse_str(value).unwrap().get_version_num(), 4);
     let id = uuid["id"].as_str().unwrap();
@@ -140,11 +128,9 @@ async fn secrets_follow_the_requested_format(backend: Backend) {
     );
     assert!(uuid::Uuid::parse_str(rotated.body["secret"]["value"].as_str().unwrap()).is_ok());
 
-    let long = create(
-        &app,
-        json!({"url": "https://example.com/b", "secret_bytes": 64}),
-    )
-    .await;
+    let long = app
+        .create(json!({"url": "https://example.com/b", "secret_bytes": 64}))
+        .await;
     let encoded = long["secret"]["value"]
         .as_str()
         .unwrap()
@@ -160,7 +146,9 @@ async fn secrets_follow_the_requested_format(backend: Backend) {
     );
 
     let own = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
-    let supplied = create(&app, json!({"url": "https://example.com/c", "secret": own})).await;
+    let supplied = app
+        .create(json!({"url": "https://example.com/c", "secret": own}))
+        .await;
     assert_eq!(supplied["secret"]["value"], own);
     let own_next = "whsec_c2Vjb25kIHNlY3JldCBvZiAyNCsgYnl0ZXMh";
     let rotated = invoke!(
@@ -231,7 +219,8 @@ async fn invalid_input_is_400_and_changes_nothing(backend: Backend) {
         "a refused create left state behind"
     );
 
-    create(&app, json!({"id": "ep", "url": "https://example.com"})).await;
+    app.create(json!({"id": "ep", "url": "https://example.com"}))
+        .await;
     let before = invoke!(
         get_endpoint,
         app,
@@ -294,11 +283,8 @@ async fn invalid_input_is_400_and_changes_nothing(backend: Backend) {
 
 async fn keys_roles_and_tenants(backend: Backend) {
     let app = TestApp::new(backend).await;
-    create(
-        &app,
-        json!({"id": "shared-id", "url": "https://example.com"}),
-    )
-    .await;
+    app.create(json!({"id": "shared-id", "url": "https://example.com"}))
+        .await;
 
     // Tenant B sees tenant A's endpoint exactly as a missing one.
     let other = app.mint("globex", Role::Owner).await;
@@ -415,7 +401,8 @@ async fn keys_roles_and_tenants(backend: Backend) {
 
 async fn revoked_keys_stop_working_within_a_minute(backend: Backend) {
     let app = TestApp::new(backend).await;
-    create(&app, json!({"id": "ep", "url": "https://example.com"})).await;
+    app.create(json!({"id": "ep", "url": "https://example.com"}))
+        .await;
     let key = app.mint("acme", Role::Admin).await;
     let ok = invoke!(get_endpoint, app, Call::get("/x").bearer(&key).id("ep"));
     assert_eq!(ok.status, 200);
@@ -455,7 +442,8 @@ async fn list_paginates_with_a_cursor(backend: Backend) {
     let mut expected = HashSet::new();
     for i in 0..5 {
         let id = format!("ep-{i}");
-        create(&app, json!({"id": id, "url": "https://example.com"})).await;
+        app.create(json!({"id": id, "url": "https://example.com"}))
+            .await;
         expected.insert(id);
     }
     let mut seen = HashSet::new();
@@ -503,7 +491,9 @@ async fn list_paginates_with_a_cursor(backend: Backend) {
 /// and their secrets were never current, and the endpoint ends with one current secret.
 async fn concurrent_rotations_are_safe(backend: Backend) {
     let app = std::sync::Arc::new(TestApp::new(backend).await);
-    let created = create(&app, json!({"id": "busy", "url": "https://example.com"})).await;
+    let created = app
+        .create(json!({"id": "busy", "url": "https://example.com"}))
+        .await;
     let first_version = created["secret"]["version_id"].as_str().unwrap().to_owned();
     let rotations = (0..8).map(|_| {
         let app = app.clone();
@@ -587,16 +577,16 @@ async fn concurrent_rotations_are_safe(backend: Backend) {
 
 async fn delivery_metadata_is_settable_at_creation(backend: Backend) {
     let app = TestApp::new(backend).await;
-    let defaults = create(&app, json!({"id": "plain", "url": "https://example.com"})).await;
+    let defaults = app
+        .create(json!({"id": "plain", "url": "https://example.com"}))
+        .await;
     assert_eq!(defaults["status"], "active");
     assert_eq!(
         defaults["request_config"],
         json!({"timeout_ms": 5000, "headers": {}})
     );
     assert_eq!(defaults["version"], "1.0");
-    let custom = create(
-        &app,
-        json!({"id": "custom", "url": "https://example.com", "status": "paused", "version": "2026-01-01",
+    let custom = app.create(json!({"id": "custom", "url": "https://example.com", "status": "paused", "version": "2026-01-01",
                "request_config": {"timeout_ms": 12000, "headers": {"X-Custom-Header": "value"}}}),
     )
     .await;

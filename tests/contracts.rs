@@ -54,13 +54,7 @@ async fn create(app: &TestApp, id: &str, extra: Value) -> Value {
     body.as_object_mut()
         .unwrap()
         .extend(extra.as_object().cloned().unwrap_or_default());
-    let created = invoke!(
-        create_endpoint,
-        app,
-        Call::post("/v1/endpoints").bearer(&app.owner).json(body)
-    );
-    assert_eq!(created.status, 201, "{}", created.body);
-    created.body
+    app.create(body).await
 }
 
 /// What the native API says of an endpoint after a contract rotated it: the revealed secret

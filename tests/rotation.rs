@@ -9,15 +9,8 @@ use webhook_secrets::clock::Clock;
 use webhook_secrets::ids::{EndpointId, TenantId};
 
 async fn endpoint(app: &TestApp, id: &str) -> Value {
-    let created = invoke!(
-        create_endpoint,
-        app,
-        Call::post("/v1/endpoints")
-            .bearer(&app.owner)
-            .json(json!({"id": id, "url": "https://example.com/hook"}))
-    );
-    assert_eq!(created.status, 201, "{}", created.body);
-    created.body
+    app.create(json!({"id": id, "url": "https://example.com/hook"}))
+        .await
 }
 
 async fn rotate(app: &TestApp, id: &str, body: Value) -> integration_tests::Answer {
@@ -26,14 +19,6 @@ async fn rotate(app: &TestApp, id: &str, body: Value) -> integration_tests::Answ
         app,
         Call::post("/x").bearer(&app.owner).id(id).json(body)
     )
-}
-
-async fn sign(app: &TestApp, id: &str, payload: &str) -> Value {
-    app.sign(id, payload, None).await
-}
-
-async fn verify(app: &TestApp, id: &str, headers: &Value, payload: &str) -> Value {
-    app.verify(id, headers, payload).await
 }
 
 /// Verifies `signed` as a receiver that holds only `secret` would, with this crate's verifier.
@@ -82,7 +67,7 @@ async fn grace_keeps_the_old_secret_until_it_expires(backend: Backend) {
     assert!(previous[0]["masked"].as_str().is_some());
 
     let payload = r#"{"type":"order.paid","id":42}"#;
-    let signed = sign(&app, "orders", payload).await;
+    let signed = app.sign("orders", payload, None).await;
     assert_eq!(
         signed["headers"]["webhook-signature"]
             .as_str()
@@ -101,16 +86,16 @@ async fn grace_keeps_the_old_secret_until_it_expires(backend: Backend) {
         receiver_accepts(&new, &signed, payload, now),
         "new-secret receiver"
     );
-    let verified = verify(&app, "orders", &signed["headers"], payload).await;
+    let verified = app.verify("orders", &signed["headers"], payload).await;
     assert_eq!(verified["valid"], true);
     assert_eq!(verified["version_id"], rotated.body["secret"]["version_id"]);
 
     // One second before expiry both still verify; at expiry only the new one does.
     app.clock.advance(Duration::seconds(3599));
-    let signed = sign(&app, "orders", payload).await;
+    let signed = app.sign("orders", payload, None).await;
     assert!(receiver_accepts(&old, &signed, payload, app.clock.now()));
     app.clock.advance(Duration::seconds(1));
-    let signed = sign(&app, "orders", payload).await;
+    let signed = app.sign("orders", payload, None).await;
     let now = app.clock.now();
     assert!(
         !receiver_accepts(&old, &signed, payload, now),
@@ -139,7 +124,7 @@ async fn zero_grace_stops_only_the_replaced_secret(backend: Backend) {
         first.body["secret"]["version_id"]
     );
     let payload = "x";
-    let signed = sign(&app, "ep", payload).await;
+    let signed = app.sign("ep", payload, None).await;
     let now = app.clock.now();
     let replaced = first.body["secret"]["value"].as_str().unwrap();
     assert!(!receiver_accepts(replaced, &signed, payload, now));
@@ -215,9 +200,9 @@ async fn verify_rejects_with_reasons(backend: Backend) {
     let app = TestApp::new(backend).await;
     endpoint(&app, "ep").await;
     let payload = "hello";
-    let signed = sign(&app, "ep", payload).await;
+    let signed = app.sign("ep", payload, None).await;
     let headers = signed["headers"].clone();
-    assert_eq!(verify(&app, "ep", &headers, payload).await["valid"], true);
+    assert_eq!(app.verify("ep", &headers, payload).await["valid"], true);
 
     let mut cases: Vec<(Value, &str, &str)> = Vec::new();
     cases.push((headers.clone(), "tampered", "no_matching_signature"));
@@ -237,7 +222,7 @@ async fn verify_rejects_with_reasons(backend: Backend) {
     missing.as_object_mut().unwrap().remove("webhook-signature");
     cases.push((missing, payload, "malformed_signature"));
     for (headers, payload, reason) in cases {
-        let verdict = verify(&app, "ep", &headers, payload).await;
+        let verdict = app.verify("ep", &headers, payload).await;
         assert_eq!(verdict["valid"], false, "{verdict}");
         assert_eq!(verdict["reason"], reason, "{verdict}");
         assert!(verdict["message"].as_str().is_some_and(|m| !m.is_empty()));
@@ -256,7 +241,7 @@ async fn verify_rejects_with_reasons(backend: Backend) {
                 .id("ep")
                 .json(json!({"payload": payload, "timestamp": timestamp}))
         );
-        let verdict = verify(&app, "ep", &signed.body["headers"], payload).await;
+        let verdict = app.verify("ep", &signed.body["headers"], payload).await;
         assert_eq!(
             (verdict["valid"].clone(), verdict["reason"].clone()),
             (json!(false), json!(reason))

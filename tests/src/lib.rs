@@ -103,6 +103,19 @@ impl TestApp {
         test
     }
 
+    /// Creates an endpoint through the native API with the owner key; expects 201 and
+    /// returns the body.
+    pub async fn create(&self, body: Value) -> Value {
+        let call = Call::post("/v1/endpoints").bearer(&self.owner).json(body);
+        let created = answer(
+            webhook_secrets::routes::create_endpoint(&self.app, call.build())
+                .await
+                .expect("routes always answer Ok"),
+        );
+        assert_eq!(created.status, 201, "{}", created.body);
+        created.body
+    }
+
     /// Signs `payload` through `/sign` with a member key; `timestamp` defaults to the app's
     /// clock. Returns the answer's body.
     pub async fn sign(&self, id: &str, payload: &str, timestamp: Option<i64>) -> Value {
