@@ -6,7 +6,9 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use webhook_secrets::clock::ManualClock;
 use webhook_secrets::ids::VersionId;
-use webhook_secrets::store::{SecretName, SecretStore, StoreError, StoredValue, MAX_VALUE_BYTES};
+use webhook_secrets::store::{
+    ListFilter, SecretName, SecretStore, StoreError, StoredValue, MAX_VALUE_BYTES,
+};
 
 async fn setup(backend: Backend) -> (Arc<dyn SecretStore>, String) {
     store(backend, Arc::new(ManualClock::new(start_of_test_time()))).await
@@ -247,12 +249,16 @@ async fn list_pages_through_one_prefix_only(backend: Backend) {
     let mut pages = 0;
     loop {
         let page = store
-            .list(&format!("{prefix}/acme/"), cursor.as_deref(), 2)
+            .list(
+                ListFilter::prefix(&format!("{prefix}/acme/")),
+                cursor.as_deref(),
+                2,
+            )
             .await
             .unwrap();
         pages += 1;
-        assert!(page.names.len() <= 2);
-        for name in page.names {
+        assert!(page.secrets.len() <= 2);
+        for name in page.names() {
             assert!(seen.insert(name.to_string()), "listed twice: {name}");
         }
         match page.next {
@@ -263,11 +269,146 @@ async fn list_pages_through_one_prefix_only(backend: Backend) {
     }
     assert_eq!(seen, expected);
     assert!(pages >= 3);
-    let bad = store.list(&format!("{prefix}/acme/"), Some("%%%"), 2).await;
+    let bad = store
+        .list(
+            ListFilter::prefix(&format!("{prefix}/acme/")),
+            Some("%%%"),
+            2,
+        )
+        .await;
     assert!(matches!(bad, Err(StoreError::Invalid(_))), "{bad:?}");
 }
 
+/// Everything the scheduler decides from comes with the listing: tags, and the version ids
+/// behind each label.
+async fn listings_carry_tags_and_labels_and_filter_by_tag(backend: Backend) {
+    let (store, prefix) = setup(backend).await;
+    let tagged = name(&prefix, "acme/tagged");
+    let plain = name(&prefix, "acme/plain");
+    let first = VersionId::generate();
+    let tag = |k: &str, v: &str| (k.to_owned(), v.to_owned());
+    store
+        .create(
+            &tagged,
+            &first,
+            &value("v1"),
+            &[tag("period", "30"), tag("grace", "60")],
+        )
+        .await
+        .unwrap();
+    store
+        .create(&plain, &VersionId::generate(), &value("v"), &[])
+        .await
+        .unwrap();
+    let second = VersionId::generate();
+    store
+        .replace_current(&tagged, &first, &second, &value("v2"))
+        .await
+        .unwrap();
+    let filter = ListFilter {
+        prefix: &format!("{prefix}/acme/"),
+        tag_key: Some("period"),
+    };
+    let page = store.list(filter, None, 100).await.unwrap();
+    assert_eq!(page.names().collect::<Vec<_>>(), vec![&tagged]);
+    let listed = &page.secrets[0];
+    assert_eq!(listed.tags.get("period").map(String::as_str), Some("30"));
+    assert_eq!(listed.stages.current.as_ref(), Some(&second));
+    assert_eq!(listed.stages.previous.as_ref(), Some(&first));
+    assert_eq!(listed.stages.pending, None);
+    assert!(listed.stages.last_changed.is_some());
+
+    store
+        .set_tags(&tagged, &[tag("period", "7")], &["grace".to_owned()])
+        .await
+        .unwrap();
+    store
+        .set_tags(&plain, &[tag("period", "1")], &[])
+        .await
+        .unwrap();
+    let page = store.list(filter, None, 100).await.unwrap();
+    assert_eq!(page.secrets.len(), 2);
+    let tagged_now = page.secrets.iter().find(|s| s.name == tagged).unwrap();
+    assert_eq!(
+        tagged_now.tags.iter().collect::<Vec<_>>(),
+        vec![(&"period".to_owned(), &"7".to_owned())]
+    );
+    assert!(matches!(
+        store
+            .set_tags(&name(&prefix, "acme/missing"), &[tag("a", "b")], &[])
+            .await,
+        Err(StoreError::NotFound)
+    ));
+}
+
+/// Secrets Manager's rotation protocol in store terms: stage pending, promote with a
+/// compare-and-swap, and every step safe to repeat.
+async fn pending_versions_promote_once_and_never_dangle(backend: Backend) {
+    let (store, prefix) = setup(backend).await;
+    let secret = name(&prefix, "acme/pending");
+    let first = VersionId::generate();
+    store
+        .create(&secret, &first, &value("v1"), &[])
+        .await
+        .unwrap();
+    let token = VersionId::generate();
+    store
+        .put_pending(&secret, &token, &value("v2"))
+        .await
+        .unwrap();
+    store
+        .put_pending(&secret, &token, &value("v2"))
+        .await
+        .unwrap();
+    assert!(matches!(
+        store.put_pending(&secret, &token, &value("other")).await,
+        Err(StoreError::VersionExists)
+    ));
+    let stages = store.stages(&secret).await.unwrap();
+    assert_eq!(stages.current.as_ref(), Some(&first));
+    assert_eq!(stages.pending.as_ref(), Some(&token));
+    assert_eq!(
+        store.read_current(&secret).await.unwrap().value,
+        value("v1")
+    );
+
+    // Promoting from a version that is not current loses, and changes nothing.
+    let stale = VersionId::generate();
+    assert!(matches!(
+        store.promote(&secret, &token, &stale).await,
+        Err(StoreError::Conflict)
+    ));
+    assert!(matches!(
+        store.promote(&secret, &VersionId::generate(), &first).await,
+        Err(StoreError::NotFound)
+    ));
+    store.promote(&secret, &token, &first).await.unwrap();
+    store.promote(&secret, &token, &first).await.unwrap();
+    let stages = store.stages(&secret).await.unwrap();
+    assert_eq!(stages.current.as_ref(), Some(&token));
+    assert_eq!(stages.previous.as_ref(), Some(&first));
+    assert_eq!(stages.pending, None);
+    assert_eq!(
+        store.read_current(&secret).await.unwrap().value,
+        value("v2")
+    );
+
+    // A pending version abandoned mid-rotation is cleared; clearing twice is harmless.
+    let abandoned = VersionId::generate();
+    store
+        .put_pending(&secret, &abandoned, &value("v3"))
+        .await
+        .unwrap();
+    store.remove_pending(&secret, &abandoned).await.unwrap();
+    store.remove_pending(&secret, &abandoned).await.unwrap();
+    let stages = store.stages(&secret).await.unwrap();
+    assert_eq!(stages.pending, None);
+    assert_eq!(stages.current.as_ref(), Some(&token));
+}
+
 on_every_backend!(
+    listings_carry_tags_and_labels_and_filter_by_tag,
+    pending_versions_promote_once_and_never_dangle,
     create_then_read_current,
     create_is_idempotent_per_token,
     missing_secrets_are_not_found,

@@ -1,5 +1,6 @@
 //! Identifiers, parsed once at the edge so the rest of the code never re-checks them.
 
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
@@ -119,6 +120,32 @@ impl VersionId {
         Self(uuid::Uuid::new_v4().hyphenated().to_string())
     }
 
+    /// A version id that carries `issued_at`, the moment the secret it holds was issued: a
+    /// UUID v7 whose timestamp is that moment. Listing a secret returns its current version id
+    /// for free, so the scheduler reads each secret's age from the listing alone, and the time
+    /// comes from the product's own clock.
+    pub fn stamped(issued_at: DateTime<Utc>) -> Self {
+        let millis = u64::try_from(issued_at.timestamp_millis()).unwrap_or(0);
+        let timestamp = uuid::Timestamp::from_unix(
+            uuid::NoContext,
+            millis / 1000,
+            (millis % 1000) as u32 * 1_000_000,
+        );
+        Self(uuid::Uuid::new_v7(timestamp).hyphenated().to_string())
+    }
+
+    /// The issue time a [`VersionId::stamped`] id carries, to the millisecond; `None` for any
+    /// other id (idempotent writes derive theirs from the request, and Secrets Manager's
+    /// rotation picks its own).
+    pub fn stamp(&self) -> Option<DateTime<Utc>> {
+        let uuid = uuid::Uuid::try_parse(&self.0).ok()?;
+        if uuid.get_version() != Some(uuid::Version::SortRand) {
+            return None;
+        }
+        let (secs, nanos) = uuid.get_timestamp()?.to_unix();
+        DateTime::from_timestamp(i64::try_from(secs).ok()?, nanos)
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -191,5 +218,24 @@ mod tests {
         assert_eq!(VersionId::parse(version.as_str()).unwrap(), version);
         assert!(KeyId::parse("ak_123").is_err());
         assert!(VersionId::parse("short").is_err());
+    }
+
+    #[test]
+    fn stamped_version_ids_carry_their_issue_time() {
+        let at = DateTime::parse_from_rfc3339("2026-03-01T12:34:56.789Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let first = VersionId::stamped(at);
+        let second = VersionId::stamped(at);
+        assert_ne!(first, second, "stamped ids stay unique");
+        assert_eq!(first.stamp(), Some(at));
+        assert_eq!(VersionId::parse(first.as_str()).unwrap(), first);
+        assert_eq!(VersionId::generate().stamp(), None);
+        assert_eq!(
+            VersionId::parse("0123456789abcdef0123456789abcdef")
+                .unwrap()
+                .stamp(),
+            None
+        );
     }
 }

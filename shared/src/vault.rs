@@ -12,7 +12,7 @@ use crate::endpoint::{
 use crate::idempotency::Idempotency;
 use crate::ids::{EndpointId, KeyId, TenantId, VersionId};
 use crate::secret::{SecretError, SecretFormat, SecretSpec, WebhookSecret};
-use crate::store::{SecretName, SecretStore, StoreError, StoredValue, StoredVersion};
+use crate::store::{ListFilter, SecretName, SecretStore, StoreError, StoredValue, StoredVersion};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use chrono::{DateTime, Utc};
@@ -320,9 +320,12 @@ impl Vault {
         limit: usize,
     ) -> Result<EndpointPage, VaultError> {
         let prefix = format!("{}/{}/", self.prefix, tenant);
-        let page = self.store.list(&prefix, cursor, limit).await?;
-        let reads = page.names.iter().map(|name| self.store.read_current(name));
-        let mut endpoints = Vec::with_capacity(page.names.len());
+        let page = self
+            .store
+            .list(ListFilter::prefix(&prefix), cursor, limit)
+            .await?;
+        let reads = page.names().map(|name| self.store.read_current(name));
+        let mut endpoints = Vec::with_capacity(page.secrets.len());
         for read in join_all(reads).await {
             match read {
                 Ok(stored) => endpoints.push(decode::<EndpointRecord>(&stored)?),
@@ -557,8 +560,11 @@ impl Vault {
         let mut keys = Vec::new();
         let mut cursor: Option<String> = None;
         loop {
-            let page = self.store.list(&prefix, cursor.as_deref(), 100).await?;
-            for read in join_all(page.names.iter().map(|n| self.store.read_current(n))).await {
+            let page = self
+                .store
+                .list(ListFilter::prefix(&prefix), cursor.as_deref(), 100)
+                .await?;
+            for read in join_all(page.names().map(|n| self.store.read_current(n))).await {
                 match read {
                     Ok(stored) => {
                         let record: ApiKeyRecord = decode(&stored)?;

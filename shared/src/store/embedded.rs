@@ -6,14 +6,15 @@
 //! timeout makes a second writer wait instead of failing.
 
 use super::{
-    decode_cursor, encode_cursor, NamePage, SecretName, SecretStore, StoreError, StoredValue,
-    StoredVersion, VersionStages,
+    decode_cursor, encode_cursor, ListFilter, ListPage, ListedSecret, SecretName, SecretStore,
+    StoreError, StoredValue, StoredVersion, VersionStages,
 };
 use crate::clock::Clock;
 use crate::ids::VersionId;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -129,6 +130,67 @@ fn insert_version(
     Ok(())
 }
 
+fn current_version(conn: &Connection, name: &str) -> Result<String, StoreError> {
+    conn.query_row(
+        "SELECT current_version FROM secrets WHERE name = ?1",
+        [name],
+        |row| row.get(0),
+    )
+    .optional()
+    .map_err(sqlite_error)?
+    .ok_or(StoreError::NotFound)
+}
+
+/// Moves the current label to `token` (the old current becomes previous, as on Secrets
+/// Manager), takes the pending label off it, and drops the oldest unlabelled versions.
+fn make_current(conn: &Connection, name: &str, token: &str, now: &str) -> Result<(), StoreError> {
+    conn.execute(
+        "UPDATE secrets SET previous_version = current_version, current_version = ?2,
+                pending_version = CASE WHEN pending_version = ?2 THEN NULL ELSE pending_version END,
+                last_changed_at = ?3
+         WHERE name = ?1",
+        params![name, token, now],
+    )
+    .map_err(sqlite_error)?;
+    conn.execute(
+        "DELETE FROM versions WHERE name = ?1
+           AND version_id NOT IN (SELECT current_version FROM secrets WHERE name = ?1)
+           AND version_id NOT IN (SELECT COALESCE(previous_version, '') FROM secrets WHERE name = ?1)
+           AND version_id NOT IN (SELECT COALESCE(pending_version, '') FROM secrets WHERE name = ?1)
+           AND seq <= (SELECT MAX(seq) FROM versions WHERE name = ?1) - ?2",
+        params![name, MAX_VERSIONS],
+    )
+    .map_err(sqlite_error)?;
+    Ok(())
+}
+
+fn parse_tags(raw: &str) -> Result<BTreeMap<String, String>, StoreError> {
+    serde_json::from_str(raw).map_err(|e| StoreError::Unavailable(format!("corrupt tags: {e}")))
+}
+
+/// A secret's labels as its row holds them.
+struct StagesRow {
+    current: String,
+    previous: Option<String>,
+    pending: Option<String>,
+    last_changed: String,
+    count: i64,
+}
+
+impl StagesRow {
+    fn parse(self) -> Result<VersionStages, StoreError> {
+        Ok(VersionStages {
+            current: Some(parse_version(self.current)?),
+            previous: self.previous.map(parse_version).transpose()?,
+            pending: self.pending.map(parse_version).transpose()?,
+            version_count: usize::try_from(self.count).unwrap_or_default(),
+            last_changed: DateTime::parse_from_rfc3339(&self.last_changed)
+                .ok()
+                .map(|t| t.with_timezone(&Utc)),
+        })
+    }
+}
+
 #[async_trait]
 impl SecretStore for EmbeddedStore {
     async fn create(
@@ -231,15 +293,7 @@ impl SecretStore for EmbeddedStore {
             let tx = conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .map_err(sqlite_error)?;
-            let current: String = tx
-                .query_row(
-                    "SELECT current_version FROM secrets WHERE name = ?1",
-                    [&name],
-                    |row| row.get(0),
-                )
-                .optional()
-                .map_err(sqlite_error)?
-                .ok_or(StoreError::NotFound)?;
+            let current = current_version(&tx, &name)?;
             let existing = version_value(&tx, &name, &token)?;
             if let Some(stored) = &existing {
                 if stored != value.expose() {
@@ -256,21 +310,14 @@ impl SecretStore for EmbeddedStore {
             if existing.is_none() {
                 insert_version(&tx, &name, &token, value.expose(), &now)?;
             }
+            // On Secrets Manager the swap stages its version as pending first, which takes the
+            // label from any other version, and then clears it.
             tx.execute(
-                "UPDATE secrets SET previous_version = current_version, current_version = ?2,
-                        pending_version = NULL, last_changed_at = ?3
-                 WHERE name = ?1",
-                params![name, token, now],
+                "UPDATE secrets SET pending_version = NULL WHERE name = ?1",
+                [&name],
             )
             .map_err(sqlite_error)?;
-            tx.execute(
-                "DELETE FROM versions WHERE name = ?1
-                   AND version_id NOT IN (SELECT current_version FROM secrets WHERE name = ?1)
-                   AND version_id NOT IN (SELECT COALESCE(previous_version, '') FROM secrets WHERE name = ?1)
-                   AND seq <= (SELECT MAX(seq) FROM versions WHERE name = ?1) - ?2",
-                params![name, MAX_VERSIONS],
-            )
-            .map_err(sqlite_error)?;
+            make_current(&tx, &name, &token, &now)?;
             tx.commit().map_err(sqlite_error)
         })
         .await
@@ -293,37 +340,58 @@ impl SecretStore for EmbeddedStore {
 
     async fn list(
         &self,
-        prefix: &str,
+        filter: ListFilter<'_>,
         cursor: Option<&str>,
         limit: usize,
-    ) -> Result<NamePage, StoreError> {
+    ) -> Result<ListPage, StoreError> {
         let after = cursor.map(decode_cursor).transpose()?.unwrap_or_default();
-        let prefix = prefix.to_owned();
+        let prefix = filter.prefix.to_owned();
+        let tag_key = filter.tag_key.map(str::to_owned);
         let limit = limit.clamp(1, 100);
         self.with_conn(move |conn, _| {
             let mut statement = conn
                 .prepare(
-                    "SELECT name FROM secrets
+                    "SELECT name, tags, current_version, previous_version, pending_version,
+                            last_changed_at, (SELECT COUNT(*) FROM versions v WHERE v.name = s.name)
+                     FROM secrets s
                      WHERE substr(name, 1, length(?1)) = ?1 AND name > ?2
+                       AND (?4 IS NULL OR EXISTS (SELECT 1 FROM json_each(s.tags) WHERE key = ?4))
                      ORDER BY name LIMIT ?3",
                 )
                 .map_err(sqlite_error)?;
-            let names = statement
-                .query_map(params![prefix, after, (limit + 1) as i64], |row| {
-                    row.get::<_, String>(0)
+            let rows = statement
+                .query_map(params![prefix, after, (limit + 1) as i64, tag_key], |row| {
+                    Ok((
+                        row.get::<_, String>(0)?,
+                        row.get::<_, String>(1)?,
+                        StagesRow {
+                            current: row.get(2)?,
+                            previous: row.get(3)?,
+                            pending: row.get(4)?,
+                            last_changed: row.get(5)?,
+                            count: row.get(6)?,
+                        },
+                    ))
                 })
                 .map_err(sqlite_error)?
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(sqlite_error)?;
-            let more = names.len() > limit;
-            let names = names
+            let more = rows.len() > limit;
+            let secrets = rows
                 .into_iter()
                 .take(limit)
-                .map(|name| SecretName::parse(&name))
-                .collect::<Result<Vec<_>, _>>()?;
-            let next =
-                more.then(|| encode_cursor(names.last().map(|n| n.as_str()).unwrap_or_default()));
-            Ok(NamePage { names, next })
+                .map(|(name, tags, stages)| {
+                    Ok(ListedSecret {
+                        name: SecretName::parse(&name)?,
+                        tags: parse_tags(&tags)?,
+                        stages: stages.parse()?,
+                    })
+                })
+                .collect::<Result<Vec<_>, StoreError>>()?;
+            let next = more.then(|| {
+                encode_cursor(secrets.last().map(|s| s.name.as_str()).unwrap_or_default())
+            });
+            Ok(ListPage { secrets, next })
         })
         .await
     }
@@ -331,34 +399,140 @@ impl SecretStore for EmbeddedStore {
     async fn stages(&self, name: &SecretName) -> Result<VersionStages, StoreError> {
         let name = name.to_string();
         self.with_conn(move |conn, _| {
-            let row: Option<(String, Option<String>, Option<String>, String, i64)> = conn
-                .query_row(
-                    "SELECT current_version, previous_version, pending_version, last_changed_at,
-                            (SELECT COUNT(*) FROM versions WHERE name = ?1)
-                     FROM secrets WHERE name = ?1",
-                    [&name],
-                    |row| {
-                        Ok((
-                            row.get(0)?,
-                            row.get(1)?,
-                            row.get(2)?,
-                            row.get(3)?,
-                            row.get(4)?,
-                        ))
-                    },
-                )
-                .optional()
+            conn.query_row(
+                "SELECT current_version, previous_version, pending_version, last_changed_at,
+                        (SELECT COUNT(*) FROM versions WHERE name = ?1)
+                 FROM secrets WHERE name = ?1",
+                [&name],
+                |row| {
+                    Ok(StagesRow {
+                        current: row.get(0)?,
+                        previous: row.get(1)?,
+                        pending: row.get(2)?,
+                        last_changed: row.get(3)?,
+                        count: row.get(4)?,
+                    })
+                },
+            )
+            .optional()
+            .map_err(sqlite_error)?
+            .ok_or(StoreError::NotFound)?
+            .parse()
+        })
+        .await
+    }
+
+    async fn set_tags(
+        &self,
+        name: &SecretName,
+        set: &[(String, String)],
+        remove: &[String],
+    ) -> Result<(), StoreError> {
+        let (name, set, remove) = (name.to_string(), set.to_vec(), remove.to_vec());
+        self.with_conn(move |conn, _| {
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
                 .map_err(sqlite_error)?;
-            let (current, previous, pending, changed, count) = row.ok_or(StoreError::NotFound)?;
-            Ok(VersionStages {
-                current: Some(parse_version(current)?),
-                previous: previous.map(parse_version).transpose()?,
-                pending: pending.map(parse_version).transpose()?,
-                version_count: usize::try_from(count).unwrap_or_default(),
-                last_changed: DateTime::parse_from_rfc3339(&changed)
-                    .ok()
-                    .map(|t| t.with_timezone(&Utc)),
-            })
+            let raw: String = tx
+                .query_row("SELECT tags FROM secrets WHERE name = ?1", [&name], |row| {
+                    row.get(0)
+                })
+                .optional()
+                .map_err(sqlite_error)?
+                .ok_or(StoreError::NotFound)?;
+            let mut tags = parse_tags(&raw)?;
+            for key in &remove {
+                tags.remove(key);
+            }
+            tags.extend(set);
+            let raw =
+                serde_json::to_string(&tags).map_err(|e| StoreError::Invalid(e.to_string()))?;
+            tx.execute(
+                "UPDATE secrets SET tags = ?2 WHERE name = ?1",
+                params![name, raw],
+            )
+            .map_err(sqlite_error)?;
+            tx.commit().map_err(sqlite_error)
+        })
+        .await
+    }
+
+    async fn put_pending(
+        &self,
+        name: &SecretName,
+        token: &VersionId,
+        value: &StoredValue,
+    ) -> Result<(), StoreError> {
+        let (name, token, value) = (name.to_string(), token.to_string(), value.clone());
+        self.with_conn(move |conn, now| {
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(sqlite_error)?;
+            tx.query_row("SELECT 1 FROM secrets WHERE name = ?1", [&name], |_| Ok(()))
+                .optional()
+                .map_err(sqlite_error)?
+                .ok_or(StoreError::NotFound)?;
+            match version_value(&tx, &name, &token)? {
+                Some(stored) if stored == value.expose() => return Ok(()),
+                Some(_) => return Err(StoreError::VersionExists),
+                None => {}
+            }
+            let now = now.to_rfc3339();
+            insert_version(&tx, &name, &token, value.expose(), &now)?;
+            tx.execute(
+                "UPDATE secrets SET pending_version = ?2, last_changed_at = ?3 WHERE name = ?1",
+                params![name, token, now],
+            )
+            .map_err(sqlite_error)?;
+            tx.commit().map_err(sqlite_error)
+        })
+        .await
+    }
+
+    async fn promote(
+        &self,
+        name: &SecretName,
+        token: &VersionId,
+        expected: &VersionId,
+    ) -> Result<(), StoreError> {
+        let (name, token, expected) = (name.to_string(), token.to_string(), expected.to_string());
+        self.with_conn(move |conn, now| {
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(sqlite_error)?;
+            let current = current_version(&tx, &name)?;
+            if current != token {
+                if version_value(&tx, &name, &token)?.is_none() {
+                    return Err(StoreError::NotFound);
+                }
+                if current != expected {
+                    return Err(StoreError::Conflict);
+                }
+                make_current(&tx, &name, &token, &now.to_rfc3339())?;
+            }
+            tx.execute(
+                "UPDATE secrets SET pending_version = NULL WHERE name = ?1 AND pending_version = ?2",
+                params![name, token],
+            )
+            .map_err(sqlite_error)?;
+            tx.commit().map_err(sqlite_error)
+        })
+        .await
+    }
+
+    async fn remove_pending(
+        &self,
+        name: &SecretName,
+        version: &VersionId,
+    ) -> Result<(), StoreError> {
+        let (name, version) = (name.to_string(), version.to_string());
+        self.with_conn(move |conn, _| {
+            conn.execute(
+                "UPDATE secrets SET pending_version = NULL WHERE name = ?1 AND pending_version = ?2",
+                params![name, version],
+            )
+            .map_err(sqlite_error)?;
+            Ok(())
         })
         .await
     }

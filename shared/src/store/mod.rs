@@ -11,6 +11,7 @@ use async_trait::async_trait;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use chrono::{DateTime, Utc};
+use std::collections::BTreeMap;
 use std::fmt;
 use zeroize::Zeroizing;
 
@@ -117,11 +118,43 @@ pub struct VersionStages {
     pub last_changed: Option<DateTime<Utc>>,
 }
 
+/// One secret as a listing shows it: everything here comes with the listing itself, with no
+/// read of the secret's value.
+#[derive(Debug, Clone)]
+pub struct ListedSecret {
+    pub name: SecretName,
+    pub tags: BTreeMap<String, String>,
+    pub stages: VersionStages,
+}
+
 #[derive(Debug, Clone, Default)]
-pub struct NamePage {
-    pub names: Vec<SecretName>,
+pub struct ListPage {
+    pub secrets: Vec<ListedSecret>,
     /// Opaque; pass back to get the next page. `None` when there is none.
     pub next: Option<String>,
+}
+
+impl ListPage {
+    pub fn names(&self) -> impl Iterator<Item = &SecretName> {
+        self.secrets.iter().map(|secret| &secret.name)
+    }
+}
+
+/// Which secrets a listing returns: names starting with `prefix`, and, with `tag_key`, only
+/// those carrying that tag.
+#[derive(Debug, Clone, Copy)]
+pub struct ListFilter<'a> {
+    pub prefix: &'a str,
+    pub tag_key: Option<&'a str>,
+}
+
+impl<'a> ListFilter<'a> {
+    pub fn prefix(prefix: &'a str) -> Self {
+        Self {
+            prefix,
+            tag_key: None,
+        }
+    }
 }
 
 /// Cursors are opaque to callers: base64url of the backend's own position (a name, or a
@@ -174,13 +207,50 @@ pub trait SecretStore: Send + Sync {
     /// missing secret succeeds, as a forced delete does on Secrets Manager, so retries are safe.
     async fn delete(&self, name: &SecretName) -> Result<(), StoreError>;
 
-    /// Names that start with `prefix`, in pages of at most `limit` (1 to 100).
+    /// The secrets `filter` selects, in pages of at most `limit` (1 to 100), with their tags
+    /// and staging labels.
     async fn list(
         &self,
-        prefix: &str,
+        filter: ListFilter<'_>,
         cursor: Option<&str>,
         limit: usize,
-    ) -> Result<NamePage, StoreError>;
+    ) -> Result<ListPage, StoreError>;
 
     async fn stages(&self, name: &SecretName) -> Result<VersionStages, StoreError>;
+
+    /// Adds or overwrites the `set` tags and removes the `remove` keys.
+    async fn set_tags(
+        &self,
+        name: &SecretName,
+        set: &[(String, String)],
+        remove: &[String],
+    ) -> Result<(), StoreError>;
+
+    /// Writes `value` as version `token` labelled pending, not current (the first step of
+    /// Secrets Manager's rotation protocol). The pending label moves off any other version.
+    /// Retrying with the same token and value succeeds without writing; the same token with
+    /// another value is `VersionExists`.
+    async fn put_pending(
+        &self,
+        name: &SecretName,
+        token: &VersionId,
+        value: &StoredValue,
+    ) -> Result<(), StoreError>;
+
+    /// Makes the existing version `token` current if `expected` still is (`Conflict`
+    /// otherwise), then takes the pending label off it. Succeeds without writing if `token`
+    /// is already current; `NotFound` if there is no such version.
+    async fn promote(
+        &self,
+        name: &SecretName,
+        token: &VersionId,
+        expected: &VersionId,
+    ) -> Result<(), StoreError>;
+
+    /// Takes the pending label off `version`, if it has it.
+    async fn remove_pending(
+        &self,
+        name: &SecretName,
+        version: &VersionId,
+    ) -> Result<(), StoreError>;
 }

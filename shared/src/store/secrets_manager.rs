@@ -7,8 +7,8 @@
 //! `AWSPENDING` off its own version, so none is left dangling whether it won or lost.
 
 use super::{
-    decode_cursor, encode_cursor, NamePage, SecretName, SecretStore, StoreError, StoredValue,
-    StoredVersion, VersionStages,
+    decode_cursor, encode_cursor, ListFilter, ListPage, ListedSecret, SecretName, SecretStore,
+    StoreError, StoredValue, StoredVersion, VersionStages,
 };
 use crate::ids::VersionId;
 use async_trait::async_trait;
@@ -19,6 +19,7 @@ use aws_sdk_secretsmanager::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_secretsmanager::types::{Filter, FilterNameStringType, Tag};
 use aws_sdk_secretsmanager::Client;
 use chrono::{DateTime, Utc};
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 const CURRENT: &str = "AWSCURRENT";
@@ -80,18 +81,41 @@ impl SecretsManagerStore {
         Self { client }
     }
 
-    async fn remove_pending(&self, name: &SecretName, version: &VersionId) {
-        let removed = self
+    /// Takes `AWSPENDING` off a version this writer staged, best effort.
+    async fn clear_own_pending(&self, name: &SecretName, version: &VersionId) {
+        if let Err(err) = self.remove_pending(name, version).await {
+            // Expected when another writer's put has since taken the label: it then cleans up.
+            tracing::debug!(secret = %name, version = %version, error = %err, "AWSPENDING not removed");
+        }
+    }
+
+    /// Moves `AWSCURRENT` from `expected` to `token`. A refusal means either another writer
+    /// moved it first (a lost race, `Conflict`) or this is a retry of a move that already
+    /// happened (`Ok(true)`: the caller decides whether the version is its own).
+    async fn swap_current(
+        &self,
+        name: &SecretName,
+        expected: &VersionId,
+        token: &VersionId,
+    ) -> Result<bool, StoreError> {
+        let swapped = self
             .client
             .update_secret_version_stage()
             .secret_id(name.as_str())
-            .version_stage(PENDING)
-            .remove_from_version_id(version.as_str())
+            .version_stage(CURRENT)
+            .move_to_version_id(token.as_str())
+            .remove_from_version_id(expected.as_str())
             .send()
-            .await;
-        if let Err(err) = removed {
-            // Expected when another writer's put has since taken the label: it then cleans up.
-            tracing::debug!(secret = %name, version = %version, error = %error_code(&err), "AWSPENDING not removed");
+            .await
+            .map_err(store_error);
+        match swapped {
+            Ok(_) => Ok(false),
+            Err(StoreError::Invalid(detail)) => match self.stages(name).await {
+                Ok(stages) if stages.current.as_ref() == Some(token) => Ok(true),
+                Ok(_) => Err(StoreError::Conflict),
+                Err(_) => Err(StoreError::Invalid(detail)),
+            },
+            Err(other) => Err(other),
         }
     }
 }
@@ -231,38 +255,18 @@ impl SecretStore for SecretsManagerStore {
             Err(StoreError::AlreadyExists) => return Err(StoreError::VersionExists),
             Err(other) => return Err(other),
         }
-        let swapped = self
-            .client
-            .update_secret_version_stage()
-            .secret_id(name.as_str())
-            .version_stage(CURRENT)
-            .move_to_version_id(token.as_str())
-            .remove_from_version_id(expected.as_str())
-            .send()
-            .await
-            .map_err(store_error);
-        let outcome = match swapped {
-            Ok(_) => Ok(()),
-            Err(StoreError::Invalid(detail)) => {
-                // Refused: either another writer moved AWSCURRENT first (a lost race), or this
-                // is a retry of a swap that already happened.
-                match self.stages(name).await {
-                    Ok(stages) if stages.current.as_ref() == Some(token) => {
-                        // Current is this token, but only the value tells whether this call
-                        // wrote it or another writer reusing the token did.
-                        match self.read_version(name, token).await {
-                            Ok(stored) if stored.value == *value => Ok(()),
-                            Ok(_) => Err(StoreError::VersionExists),
-                            Err(err) => Err(err),
-                        }
-                    }
-                    Ok(_) => Err(StoreError::Conflict),
-                    Err(_) => Err(StoreError::Invalid(detail)),
-                }
-            }
-            Err(other) => Err(other),
+        let outcome = match self.swap_current(name, expected, token).await {
+            Ok(false) => Ok(()),
+            // Current is this token, but only the value tells whether this call wrote it or
+            // another writer reusing the token did.
+            Ok(true) => match self.read_version(name, token).await {
+                Ok(stored) if stored.value == *value => Ok(()),
+                Ok(_) => Err(StoreError::VersionExists),
+                Err(err) => Err(err),
+            },
+            Err(err) => Err(err),
         };
-        self.remove_pending(name, token).await;
+        self.clear_own_pending(name, token).await;
         outcome
     }
 
@@ -279,36 +283,58 @@ impl SecretStore for SecretsManagerStore {
 
     async fn list(
         &self,
-        prefix: &str,
+        filter: ListFilter<'_>,
         cursor: Option<&str>,
         limit: usize,
-    ) -> Result<NamePage, StoreError> {
+    ) -> Result<ListPage, StoreError> {
         let next_token = cursor.map(decode_cursor).transpose()?;
+        let mut filters = vec![Filter::builder()
+            .key(FilterNameStringType::Name)
+            .values(filter.prefix)
+            .build()];
+        if let Some(tag_key) = filter.tag_key {
+            filters.push(
+                Filter::builder()
+                    .key(FilterNameStringType::TagKey)
+                    .values(tag_key)
+                    .build(),
+            );
+        }
         let output = self
             .client
             .list_secrets()
-            .filters(
-                Filter::builder()
-                    .key(FilterNameStringType::Name)
-                    .values(prefix)
-                    .build(),
-            )
+            .set_filters(Some(filters))
             .max_results(limit.clamp(1, 100) as i32)
             .set_next_token(next_token)
             .send()
             .await
             .map_err(store_error)?;
         // The name filter is a case-insensitive prefix match; keep only exact prefixes.
-        let mut names = output
-            .secret_list()
-            .iter()
-            .filter_map(|entry| entry.name())
-            .filter(|name| name.starts_with(prefix))
-            .map(SecretName::parse)
-            .collect::<Result<Vec<_>, _>>()?;
-        names.sort();
-        Ok(NamePage {
-            names,
+        let mut secrets = Vec::new();
+        for entry in output.secret_list() {
+            let Some(name) = entry.name().filter(|n| n.starts_with(filter.prefix)) else {
+                continue;
+            };
+            let tags: BTreeMap<String, String> = entry
+                .tags()
+                .iter()
+                .filter_map(|tag| Some((tag.key()?.to_owned(), tag.value()?.to_owned())))
+                .collect();
+            if filter.tag_key.is_some_and(|key| !tags.contains_key(key)) {
+                continue;
+            }
+            secrets.push(ListedSecret {
+                name: SecretName::parse(name)?,
+                tags,
+                stages: version_stages(
+                    entry.secret_versions_to_stages(),
+                    entry.last_changed_date().and_then(to_chrono),
+                ),
+            });
+        }
+        secrets.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(ListPage {
+            secrets,
             next: output.next_token().map(encode_cursor),
         })
     }
@@ -321,29 +347,136 @@ impl SecretStore for SecretsManagerStore {
             .send()
             .await
             .map_err(store_error)?;
-        let mut stages = VersionStages {
-            current: None,
-            previous: None,
-            pending: None,
-            version_count: 0,
-            last_changed: output.last_changed_date().and_then(to_chrono),
+        Ok(version_stages(
+            output.version_ids_to_stages(),
+            output.last_changed_date().and_then(to_chrono),
+        ))
+    }
+
+    async fn set_tags(
+        &self,
+        name: &SecretName,
+        set: &[(String, String)],
+        remove: &[String],
+    ) -> Result<(), StoreError> {
+        if !set.is_empty() {
+            let tags = set
+                .iter()
+                .map(|(key, value)| Tag::builder().key(key).value(value).build())
+                .collect();
+            self.client
+                .tag_resource()
+                .secret_id(name.as_str())
+                .set_tags(Some(tags))
+                .send()
+                .await
+                .map_err(store_error)?;
+        }
+        if !remove.is_empty() {
+            self.client
+                .untag_resource()
+                .secret_id(name.as_str())
+                .set_tag_keys(Some(remove.to_vec()))
+                .send()
+                .await
+                .map_err(store_error)?;
+        }
+        Ok(())
+    }
+
+    async fn put_pending(
+        &self,
+        name: &SecretName,
+        token: &VersionId,
+        value: &StoredValue,
+    ) -> Result<(), StoreError> {
+        // AWS refuses a reused token with another value by itself; the emulator overwrites
+        // the version instead, so look first and answer as AWS does on both.
+        match self.read_version(name, token).await {
+            Ok(existing) if existing.value == *value => return Ok(()),
+            Ok(_) => return Err(StoreError::VersionExists),
+            Err(StoreError::NotFound) => {}
+            Err(other) => return Err(other),
+        }
+        let put = self
+            .client
+            .put_secret_value()
+            .secret_id(name.as_str())
+            .client_request_token(token.as_str())
+            .secret_string(value.expose())
+            .version_stages(PENDING)
+            .send()
+            .await
+            .map_err(store_error);
+        match put {
+            Ok(_) => Ok(()),
+            Err(StoreError::AlreadyExists) => Err(StoreError::VersionExists),
+            Err(other) => Err(other),
+        }
+    }
+
+    async fn promote(
+        &self,
+        name: &SecretName,
+        token: &VersionId,
+        expected: &VersionId,
+    ) -> Result<(), StoreError> {
+        let stages = self.stages(name).await?;
+        if stages.current.as_ref() != Some(token) {
+            // Looking the version up first turns a missing one into NotFound rather than the
+            // generic refusal Secrets Manager answers for it.
+            self.read_version(name, token).await?;
+            self.swap_current(name, expected, token).await?;
+        }
+        self.remove_pending(name, token).await
+    }
+
+    async fn remove_pending(
+        &self,
+        name: &SecretName,
+        version: &VersionId,
+    ) -> Result<(), StoreError> {
+        if self.stages(name).await?.pending.as_ref() != Some(version) {
+            return Ok(());
+        }
+        self.client
+            .update_secret_version_stage()
+            .secret_id(name.as_str())
+            .version_stage(PENDING)
+            .remove_from_version_id(version.as_str())
+            .send()
+            .await
+            .map_err(store_error)?;
+        Ok(())
+    }
+}
+
+fn version_stages(
+    versions: Option<&std::collections::HashMap<String, Vec<String>>>,
+    last_changed: Option<DateTime<Utc>>,
+) -> VersionStages {
+    let mut stages = VersionStages {
+        current: None,
+        previous: None,
+        pending: None,
+        version_count: 0,
+        last_changed,
+    };
+    for (version, labels) in versions.into_iter().flatten() {
+        stages.version_count += 1;
+        let Ok(version) = VersionId::parse(version) else {
+            continue;
         };
-        for (version, labels) in output.version_ids_to_stages().into_iter().flatten() {
-            stages.version_count += 1;
-            let Ok(version) = VersionId::parse(version) else {
-                continue;
-            };
-            for label in labels {
-                match label.as_str() {
-                    CURRENT => stages.current = Some(version.clone()),
-                    PREVIOUS => stages.previous = Some(version.clone()),
-                    PENDING => stages.pending = Some(version.clone()),
-                    _ => {}
-                }
+        for label in labels {
+            match label.as_str() {
+                CURRENT => stages.current = Some(version.clone()),
+                PREVIOUS => stages.previous = Some(version.clone()),
+                PENDING => stages.pending = Some(version.clone()),
+                _ => {}
             }
         }
-        Ok(stages)
     }
+    stages
 }
 
 fn stored_version(version: Option<&str>, value: Option<&str>) -> Result<StoredVersion, StoreError> {
