@@ -96,6 +96,7 @@ fn audit(action: &'static str, record: &ApiKeyRecord, outcome: &str) {
         outcome: outcome.to_owned(),
         status: None,
         replayed: false,
+        trigger: None,
     });
 }
 
@@ -151,6 +152,7 @@ async fn run(cli: Cli) -> Result<(), String> {
                 outcome: "success".to_owned(),
                 status: None,
                 replayed: false,
+                trigger: None,
             });
             if json {
                 println!("{}", json!({"kid": kid}));

@@ -16,8 +16,9 @@ pub struct AuditRecord {
     pub request_id: String,
     pub tenant: Option<String>,
     pub actor_key_id: Option<String>,
-    /// `endpoint.create`, `secret.rotate`, `secret.reveal`, `endpoint.delete`,
-    /// `api_key.create`, `api_key.revoke`.
+    /// `endpoint.create`, `endpoint.update`, `secret.rotate`, `secret.reveal`,
+    /// `endpoint.delete`, `secret.prune`, `secret.clear_pending`, `api_key.create`,
+    /// `api_key.revoke`.
     pub action: &'static str,
     pub endpoint_id: Option<String>,
     /// For `api_key.*` actions: the key acted on.
@@ -33,6 +34,10 @@ pub struct AuditRecord {
     /// Whether the answer was a replay of an earlier idempotent request.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub replayed: bool,
+    /// What acted when no API key did: `schedule` (the sweep) or `secretsmanager-rotation`
+    /// (Secrets Manager's rotation protocol).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trigger: Option<&'static str>,
 }
 
 pub const AUDIT_MARKER: &str = "webhook-secrets";
@@ -59,19 +64,23 @@ impl JsonLinesAudit {
 
 impl AuditSink for JsonLinesAudit {
     fn record(&self, record: &AuditRecord) {
-        let Ok(mut line) = serde_json::to_vec(record) else {
-            return;
-        };
-        line.push(b'\n');
-        // One write per record, so concurrent records never interleave within a line.
-        let written = if self.to_stderr {
-            std::io::stderr().lock().write_all(&line)
-        } else {
-            std::io::stdout().lock().write_all(&line)
-        };
-        if let Err(err) = written {
-            tracing::error!(error = %err, action = record.action, "audit record not written");
-        }
+        write_line(record, self.to_stderr);
+    }
+}
+
+/// Writes `value` as one JSON line, in one write so concurrent lines never interleave.
+pub fn write_line<T: Serialize>(value: &T, to_stderr: bool) {
+    let Ok(mut line) = serde_json::to_vec(value) else {
+        return;
+    };
+    line.push(b'\n');
+    let written = if to_stderr {
+        std::io::stderr().lock().write_all(&line)
+    } else {
+        std::io::stdout().lock().write_all(&line)
+    };
+    if let Err(err) = written {
+        tracing::error!(error = %err, "audit line not written");
     }
 }
 

@@ -34,6 +34,106 @@ pub struct Endpoint {
     /// The payload version deliveries to this endpoint use.
     #[serde(default = "default_version")]
     pub version: String,
+    /// When set, the scheduled sweep rotates the secret once it is this old.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rotation_policy: Option<RotationPolicy>,
+}
+
+/// The tags that mirror an endpoint's rotation policy on its stored secret, so the sweep finds
+/// due endpoints from a listing alone. The record stays the authority; tags only select.
+pub const ROTATION_PERIOD_TAG: &str = "webhook-secrets:rotation-period-days";
+pub const ROTATION_GRACE_TAG: &str = "webhook-secrets:rotation-grace-seconds";
+
+pub const MIN_ROTATION_PERIOD_DAYS: u32 = 1;
+/// Secrets Manager's own rotation schedules stop at 1,000 days.
+pub const MAX_ROTATION_PERIOD_DAYS: u32 = 1_000;
+
+/// Rotate every `period_days`, keeping the replaced secret valid for `grace_period_seconds`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "RawRotationPolicy", into = "RawRotationPolicy")]
+pub struct RotationPolicy {
+    period_days: u32,
+    grace: GracePeriod,
+}
+
+#[derive(Serialize, Deserialize)]
+struct RawRotationPolicy {
+    period_days: u32,
+    grace_period_seconds: u32,
+}
+
+impl TryFrom<RawRotationPolicy> for RotationPolicy {
+    type Error = InvalidEndpoint;
+    fn try_from(raw: RawRotationPolicy) -> Result<Self, Self::Error> {
+        Self::new(
+            u64::from(raw.period_days),
+            GracePeriod::seconds(u64::from(raw.grace_period_seconds))?,
+        )
+    }
+}
+
+impl From<RotationPolicy> for RawRotationPolicy {
+    fn from(policy: RotationPolicy) -> Self {
+        Self {
+            period_days: policy.period_days,
+            grace_period_seconds: policy.grace.0,
+        }
+    }
+}
+
+impl RotationPolicy {
+    pub fn new(period_days: u64, grace: GracePeriod) -> Result<Self, InvalidEndpoint> {
+        let period_days = u32::try_from(period_days)
+            .ok()
+            .filter(|d| (MIN_ROTATION_PERIOD_DAYS..=MAX_ROTATION_PERIOD_DAYS).contains(d))
+            .ok_or_else(|| {
+                InvalidEndpoint(format!(
+                    "rotation_policy.period_days must be from {MIN_ROTATION_PERIOD_DAYS} to {MAX_ROTATION_PERIOD_DAYS}"
+                ))
+            })?;
+        Ok(Self { period_days, grace })
+    }
+
+    pub fn period_days(self) -> u32 {
+        self.period_days
+    }
+
+    pub fn period(self) -> chrono::Duration {
+        chrono::Duration::days(i64::from(self.period_days))
+    }
+
+    pub fn grace(self) -> GracePeriod {
+        self.grace
+    }
+
+    /// When a secret issued at `issued_at` falls due.
+    pub fn due_at(self, issued_at: DateTime<Utc>) -> DateTime<Utc> {
+        issued_at + self.period()
+    }
+
+    /// The tags that mirror this policy (or its absence) on the stored secret: what to set,
+    /// and what to remove.
+    pub fn tags(policy: Option<Self>) -> (Vec<(String, String)>, Vec<String>) {
+        match policy {
+            Some(policy) => (
+                vec![
+                    (
+                        ROTATION_PERIOD_TAG.to_owned(),
+                        policy.period_days.to_string(),
+                    ),
+                    (ROTATION_GRACE_TAG.to_owned(), policy.grace.0.to_string()),
+                ],
+                Vec::new(),
+            ),
+            None => (
+                Vec::new(),
+                vec![
+                    ROTATION_PERIOD_TAG.to_owned(),
+                    ROTATION_GRACE_TAG.to_owned(),
+                ],
+            ),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -207,6 +307,10 @@ impl GracePeriod {
     pub fn is_zero(self) -> bool {
         self.0 == 0
     }
+
+    pub fn as_seconds(self) -> u32 {
+        self.0
+    }
 }
 
 impl Default for GracePeriod {
@@ -235,7 +339,64 @@ pub struct NewEndpoint {
     pub status: EndpointStatus,
     pub request_config: RequestConfig,
     pub version: String,
+    pub rotation_policy: Option<RotationPolicy>,
     pub secret: SecretSource,
+}
+
+/// A validated change to an endpoint's metadata: `None` leaves a field as it is.
+#[derive(Debug, Clone, Default)]
+pub struct EndpointPatch {
+    pub url: Option<String>,
+    pub name: Option<String>,
+    pub description: Option<String>,
+    pub topics: Option<Vec<String>>,
+    pub status: Option<EndpointStatus>,
+    pub request_config: Option<RequestConfig>,
+    pub version: Option<String>,
+    /// `Some(None)` turns scheduled rotation off.
+    pub rotation_policy: Option<Option<RotationPolicy>>,
+}
+
+impl EndpointPatch {
+    /// Applies the patch; returns whether anything changed.
+    pub fn apply(self, endpoint: &mut Endpoint) -> bool {
+        let before = endpoint.clone();
+        let Self {
+            url,
+            name,
+            description,
+            topics,
+            status,
+            request_config,
+            version,
+            rotation_policy,
+        } = self;
+        if let Some(url) = url {
+            endpoint.url = url;
+        }
+        if let Some(name) = name {
+            endpoint.name = name;
+        }
+        if let Some(description) = description {
+            endpoint.description = description;
+        }
+        if let Some(topics) = topics {
+            endpoint.topics = topics;
+        }
+        if let Some(status) = status {
+            endpoint.status = status;
+        }
+        if let Some(request_config) = request_config {
+            endpoint.request_config = request_config;
+        }
+        if let Some(version) = version {
+            endpoint.version = version;
+        }
+        if let Some(rotation_policy) = rotation_policy {
+            endpoint.rotation_policy = rotation_policy;
+        }
+        *endpoint != before
+    }
 }
 
 impl NewEndpoint {

@@ -303,6 +303,7 @@ impl Call {
                 outcome: outcome_code.to_owned(),
                 status: Some(status.as_u16()),
                 replayed: draft.replayed,
+                trigger: None,
             });
         }
         tracing::info!(

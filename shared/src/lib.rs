@@ -11,10 +11,13 @@ pub mod http;
 pub mod idempotency;
 pub mod ids;
 pub mod logging;
+pub mod protocol;
 pub mod routes;
+pub mod schedule;
 pub mod secret;
 pub mod signature;
 pub mod store;
+pub mod sweep;
 pub mod tokens;
 pub mod vault;
 

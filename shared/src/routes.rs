@@ -3,8 +3,9 @@
 
 use crate::config::App;
 use crate::endpoint::{
-    EndpointRecord, EndpointStatus, GracePeriod, NewEndpoint, RequestConfig, SecretSource,
-    SecretVersion, DEFAULT_VERSION, MAX_DESCRIPTION_CHARS, MAX_NAME_CHARS,
+    EndpointPatch, EndpointRecord, EndpointStatus, GracePeriod, NewEndpoint, RequestConfig,
+    RotationPolicy, SecretSource, SecretVersion, DEFAULT_VERSION, MAX_DESCRIPTION_CHARS,
+    MAX_NAME_CHARS,
 };
 use crate::http::{
     from_json, idempotency, json_value, path_param, query_param, ApiError, Call, Reply,
@@ -117,6 +118,26 @@ pub async fn delete_endpoint(app: &App, req: Request) -> Result<Response<Body>, 
         let deleted = app.vault.delete_endpoint(&principal.tenant, &id).await?;
         call.audit_versions(version_ids(&deleted, app), false);
         Ok(Reply::empty(StatusCode::NO_CONTENT))
+    }
+    .await;
+    Ok(call.finish(app, outcome))
+}
+
+/// `PATCH /v1/endpoints/{id}`: changes metadata and the rotation policy; never the secret.
+pub async fn update_endpoint(app: &App, req: Request) -> Result<Response<Body>, Error> {
+    let call = Call::begin(&req, "update-endpoint");
+    let outcome = async {
+        let id = endpoint_id(&req, "/v1/endpoints/{id}")?;
+        call.audit("endpoint.update", Some(id.as_str()));
+        let principal = call.authenticate(app, &req).await?;
+        principal.require_write()?;
+        let patch = from_json::<UpdateEndpointBody>(json_value(&req, false, MAX_BODY_BYTES)?)?
+            .validate()?;
+        let record = app
+            .vault
+            .update_endpoint(&principal.tenant, &id, patch)
+            .await?;
+        Reply::json(StatusCode::OK, &EndpointView::new(&record, false, app))
     }
     .await;
     Ok(call.finish(app, outcome))
@@ -296,9 +317,101 @@ struct CreateEndpointBody {
     status: Option<String>,
     request_config: Option<RequestConfigBody>,
     version: Option<String>,
+    rotation_policy: Option<RotationPolicyBody>,
     secret_format: Option<String>,
     secret_bytes: Option<usize>,
     secret: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RotationPolicyBody {
+    period_days: u64,
+    grace_period_seconds: Option<u64>,
+}
+
+impl RotationPolicyBody {
+    fn validate(self) -> Result<RotationPolicy, ApiError> {
+        let grace = match self.grace_period_seconds {
+            Some(seconds) => GracePeriod::seconds(seconds)
+                .map_err(|e| ApiError::invalid(format!("rotation_policy.{}", e.0)))?,
+            None => GracePeriod::default(),
+        };
+        RotationPolicy::new(self.period_days, grace).map_err(|e| ApiError::invalid(e.0))
+    }
+}
+
+/// `PATCH` fields: absent leaves a field alone; `rotation_policy: null` turns it off.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UpdateEndpointBody {
+    url: Option<String>,
+    name: Option<String>,
+    description: Option<String>,
+    topics: Option<Vec<String>>,
+    status: Option<String>,
+    request_config: Option<RequestConfigBody>,
+    version: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    rotation_policy: Option<Option<RotationPolicyBody>>,
+}
+
+/// Tells a field given as `null` (`Some(None)`) from one left out (`None`).
+fn present<'de, T, D>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    T: Deserialize<'de>,
+    D: serde::Deserializer<'de>,
+{
+    T::deserialize(deserializer).map(Some)
+}
+
+impl UpdateEndpointBody {
+    fn validate(self) -> Result<EndpointPatch, ApiError> {
+        let invalid = |e: crate::endpoint::InvalidEndpoint| ApiError::invalid(e.0);
+        Ok(EndpointPatch {
+            url: self
+                .url
+                .map(|url| NewEndpoint::validate_url(&url))
+                .transpose()
+                .map_err(invalid)?,
+            name: self
+                .name
+                .map(|name| NewEndpoint::validate_text("name", &name, MAX_NAME_CHARS))
+                .transpose()
+                .map_err(invalid)?,
+            description: self
+                .description
+                .map(|d| NewEndpoint::validate_text("description", &d, MAX_DESCRIPTION_CHARS))
+                .transpose()
+                .map_err(invalid)?,
+            topics: self
+                .topics
+                .map(NewEndpoint::validate_topics)
+                .transpose()
+                .map_err(invalid)?,
+            status: self
+                .status
+                .as_deref()
+                .map(EndpointStatus::parse)
+                .transpose()
+                .map_err(invalid)?,
+            request_config: self
+                .request_config
+                .map(|c| RequestConfig::validate(c.timeout_ms, c.headers))
+                .transpose()
+                .map_err(invalid)?,
+            version: self
+                .version
+                .as_deref()
+                .map(NewEndpoint::validate_version)
+                .transpose()
+                .map_err(invalid)?,
+            rotation_policy: self
+                .rotation_policy
+                .map(|policy| policy.map(RotationPolicyBody::validate).transpose())
+                .transpose()?,
+        })
+    }
 }
 
 #[derive(Deserialize)]
@@ -355,6 +468,10 @@ impl CreateEndpointBody {
                 self.version.as_deref().unwrap_or(DEFAULT_VERSION),
             )
             .map_err(invalid)?,
+            rotation_policy: self
+                .rotation_policy
+                .map(RotationPolicyBody::validate)
+                .transpose()?,
             secret,
         })
     }
@@ -466,6 +583,9 @@ pub struct EndpointView<'a> {
     status: EndpointStatus,
     request_config: &'a RequestConfig,
     version: &'a str,
+    rotation_policy: Option<RotationPolicy>,
+    /// When the scheduled sweep rotates the secret next; `null` without a policy.
+    next_rotation_at: Option<DateTime<Utc>>,
     secret: SecretView<'a>,
     /// Older secrets still valid, masked, with their expiry.
     previous_secrets: Vec<SecretView<'a>>,
@@ -485,6 +605,10 @@ impl<'a> EndpointView<'a> {
             status: endpoint.status,
             request_config: &endpoint.request_config,
             version: &endpoint.version,
+            rotation_policy: endpoint.rotation_policy,
+            next_rotation_at: endpoint
+                .rotation_policy
+                .map(|policy| policy.due_at(record.secret.created_at)),
             secret: SecretView::new(&record.secret, reveal),
             previous_secrets: previous_views(record, false, app),
         }

@@ -6,8 +6,8 @@
 use crate::auth::ApiKeyRecord;
 use crate::clock::Clock;
 use crate::endpoint::{
-    Endpoint, EndpointRecord, GracePeriod, NewEndpoint, SecretSource, SecretVersion,
-    MAX_PREVIOUS_SECRETS, RECORD_SCHEMA,
+    Endpoint, EndpointPatch, EndpointRecord, GracePeriod, NewEndpoint, RotationPolicy,
+    SecretSource, SecretVersion, MAX_PREVIOUS_SECRETS, RECORD_SCHEMA,
 };
 use crate::idempotency::Idempotency;
 use crate::ids::{EndpointId, KeyId, TenantId, VersionId};
@@ -167,6 +167,10 @@ impl Vault {
         }
     }
 
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
     pub fn store(&self) -> &Arc<dyn SecretStore> {
         &self.store
     }
@@ -207,11 +211,11 @@ impl Vault {
             (None, None) => EndpointId::generate(),
         };
         let name = self.endpoint_name(tenant, &id)?;
+        let now = self.clock.now();
         let version_id = match idempotency {
             Some(idempotency) => idempotency.version_id(tenant, &format!("create:{id}")),
-            None => VersionId::generate(),
+            None => VersionId::stamped(now),
         };
-        let now = self.clock.now();
         let value = match new.secret {
             SecretSource::Supplied(secret) => secret,
             SecretSource::Generate(spec) => WebhookSecret::generate(spec)?,
@@ -231,6 +235,7 @@ impl Vault {
                 status: new.status,
                 request_config: new.request_config,
                 version: new.version,
+                rotation_policy: new.rotation_policy,
             },
             secret: SecretVersion {
                 version_id: version_id.clone(),
@@ -242,13 +247,14 @@ impl Vault {
             previous_secrets: Vec::new(),
             written_by: idempotency.map(|i| i.fingerprint().clone()),
         };
-        let tags = vec![
+        let mut tags = vec![
             ("webhook-secrets:tenant".to_owned(), tenant.to_string()),
             (
                 "webhook-secrets:endpoint".to_owned(),
                 record.endpoint.id.to_string(),
             ),
         ];
+        tags.extend(RotationPolicy::tags(new.rotation_policy).0);
         match self
             .store
             .create(&name, &version_id, &encode(&record)?, &tags)
@@ -371,6 +377,7 @@ impl Vault {
             invalidate_older,
         } = rotation;
         let name = self.endpoint_name(tenant, id)?;
+        let now = self.clock.now();
         let version_id = match idempotency {
             Some(idempotency) => {
                 let version_id = idempotency.version_id(tenant, &format!("rotate:{id}"));
@@ -379,44 +386,20 @@ impl Vault {
                 }
                 version_id
             }
-            None => VersionId::generate(),
+            None => VersionId::stamped(now),
         };
         let StoredEndpoint {
-            mut record,
+            record,
             record_version,
         } = self.get_endpoint(tenant, id).await?;
-        let value = match source {
-            SecretSource::Supplied(secret) => secret,
-            SecretSource::Generate(spec) => WebhookSecret::generate(spec)?,
-            SecretSource::LikeCurrent => WebhookSecret::generate(spec_like(&record.secret.value)?)?,
-        };
-        let now = self.clock.now();
-        if invalidate_older {
-            record.previous_secrets.clear();
-        }
-        record.previous_secrets.retain(|old| old.is_valid_at(now));
-        if !grace.is_zero() {
-            if record.previous_secrets.len() >= MAX_PREVIOUS_SECRETS {
-                let oldest_expires_at = record
-                    .previous_secrets
-                    .iter()
-                    .filter_map(|old| old.expires_at)
-                    .min()
-                    .unwrap_or(now);
-                return Err(VaultError::TooManyValidSecrets { oldest_expires_at });
-            }
-            let mut replaced = record.secret.clone();
-            replaced.expires_at = Some(now + grace.as_duration());
-            record.previous_secrets.insert(0, replaced);
-        }
-        record.secret = SecretVersion {
-            version_id: version_id.clone(),
-            value,
-            created_at: now,
-            replaces: Some(record.secret.version_id.clone()),
-            expires_at: None,
-        };
-        record.endpoint.updated_at = now;
+        let mut record = rotated(
+            record,
+            source,
+            grace,
+            invalidate_older,
+            version_id.clone(),
+            now,
+        )?;
         record.written_by = idempotency.map(|i| i.fingerprint().clone());
         match self
             .store
@@ -437,6 +420,66 @@ impl Vault {
             },
             Err(other) => Err(other.into()),
         }
+    }
+
+    /// Changes an endpoint's metadata, its rotation policy included, and keeps the policy's
+    /// tags in step. The write is a compare-and-swap retried on a lost race (the patch names
+    /// only the fields it sets, so it applies as well to the newer record). The new version
+    /// keeps the current secret's issue time in its id, so a metadata change never postpones
+    /// a scheduled rotation. If the tags cannot be written after the record, the call fails
+    /// and a retry of the same patch writes them.
+    pub async fn update_endpoint(
+        &self,
+        tenant: &TenantId,
+        id: &EndpointId,
+        patch: EndpointPatch,
+    ) -> Result<EndpointRecord, VaultError> {
+        let name = self.endpoint_name(tenant, id)?;
+        const ATTEMPTS: usize = 3;
+        for attempt in 1..=ATTEMPTS {
+            let StoredEndpoint {
+                mut record,
+                record_version,
+            } = self.get_endpoint(tenant, id).await?;
+            let policy_before = record.endpoint.rotation_policy;
+            let mut endpoint = record.endpoint.clone();
+            if !patch.clone().apply(&mut endpoint) {
+                self.sync_policy_tags(&name, record.endpoint.rotation_policy)
+                    .await?;
+                return Ok(record);
+            }
+            let now = self.clock.now();
+            endpoint.updated_at = now;
+            record.endpoint = endpoint;
+            record.previous_secrets.retain(|old| old.is_valid_at(now));
+            record.written_by = None;
+            let version = VersionId::stamped(record.secret.created_at);
+            match self
+                .store
+                .replace_current(&name, &record_version, &version, &encode(&record)?)
+                .await
+            {
+                Ok(()) => {
+                    if record.endpoint.rotation_policy != policy_before {
+                        self.sync_policy_tags(&name, record.endpoint.rotation_policy)
+                            .await?;
+                    }
+                    return Ok(record);
+                }
+                Err(StoreError::Conflict) if attempt < ATTEMPTS => continue,
+                Err(other) => return Err(other.into()),
+            }
+        }
+        Err(VaultError::Conflict)
+    }
+
+    async fn sync_policy_tags(
+        &self,
+        name: &SecretName,
+        policy: Option<RotationPolicy>,
+    ) -> Result<(), VaultError> {
+        let (set, remove) = RotationPolicy::tags(policy);
+        Ok(self.store.set_tags(name, &set, &remove).await?)
     }
 
     /// Rotates an account-level secret (an endpoint with a reserved id) with immediate
@@ -469,6 +512,7 @@ impl Vault {
                 status: Default::default(),
                 request_config: Default::default(),
                 version: crate::endpoint::DEFAULT_VERSION.to_owned(),
+                rotation_policy: None,
                 secret: SecretSource::Generate(spec),
             };
             match self.create_endpoint(tenant, new, None).await {
@@ -610,6 +654,52 @@ impl Vault {
     }
 }
 
+/// `record` after a rotation to a new secret, version `version_id`, issued at `now`: the
+/// replaced secret stays valid for `grace` (or every older one ends, with `invalidate_older`),
+/// and secrets already expired are dropped.
+pub(crate) fn rotated(
+    mut record: EndpointRecord,
+    source: SecretSource,
+    grace: GracePeriod,
+    invalidate_older: bool,
+    version_id: VersionId,
+    now: DateTime<Utc>,
+) -> Result<EndpointRecord, VaultError> {
+    let value = match source {
+        SecretSource::Supplied(secret) => secret,
+        SecretSource::Generate(spec) => WebhookSecret::generate(spec)?,
+        SecretSource::LikeCurrent => WebhookSecret::generate(spec_like(&record.secret.value)?)?,
+    };
+    if invalidate_older {
+        record.previous_secrets.clear();
+    }
+    record.previous_secrets.retain(|old| old.is_valid_at(now));
+    if !grace.is_zero() {
+        if record.previous_secrets.len() >= MAX_PREVIOUS_SECRETS {
+            let oldest_expires_at = record
+                .previous_secrets
+                .iter()
+                .filter_map(|old| old.expires_at)
+                .min()
+                .unwrap_or(now);
+            return Err(VaultError::TooManyValidSecrets { oldest_expires_at });
+        }
+        let mut replaced = record.secret.clone();
+        replaced.expires_at = Some(now + grace.as_duration());
+        record.previous_secrets.insert(0, replaced);
+    }
+    record.secret = SecretVersion {
+        version_id,
+        value,
+        created_at: now,
+        replaces: Some(record.secret.version_id.clone()),
+        expires_at: None,
+    };
+    record.endpoint.updated_at = now;
+    record.written_by = None;
+    Ok(record)
+}
+
 /// The spec that generates a secret of the same format and length as `secret`.
 fn spec_like(secret: &WebhookSecret) -> Result<SecretSpec, SecretError> {
     match secret.format() {
@@ -624,12 +714,12 @@ fn spec_like(secret: &WebhookSecret) -> Result<SecretSpec, SecretError> {
     }
 }
 
-fn encode<T: Serialize>(record: &T) -> Result<StoredValue, VaultError> {
+pub(crate) fn encode<T: Serialize>(record: &T) -> Result<StoredValue, VaultError> {
     let json = serde_json::to_string(record).map_err(|e| VaultError::Invalid(e.to_string()))?;
     Ok(StoredValue::new(json)?)
 }
 
-fn decode<T: DeserializeOwned>(stored: &StoredVersion) -> Result<T, VaultError> {
+pub(crate) fn decode<T: DeserializeOwned>(stored: &StoredVersion) -> Result<T, VaultError> {
     // serde_json's message names a position and type, never the value, so it is safe to log.
     serde_json::from_str(stored.value.expose()).map_err(|e| {
         VaultError::Corrupt(format!(

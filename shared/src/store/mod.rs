@@ -238,8 +238,8 @@ pub trait SecretStore: Send + Sync {
     ) -> Result<(), StoreError>;
 
     /// Makes the existing version `token` current if `expected` still is (`Conflict`
-    /// otherwise), then takes the pending label off it. Succeeds without writing if `token`
-    /// is already current; `NotFound` if there is no such version.
+    /// otherwise); a pending version made current no longer counts as pending. Succeeds
+    /// without writing if `token` is already current; `NotFound` if there is no such version.
     async fn promote(
         &self,
         name: &SecretName,

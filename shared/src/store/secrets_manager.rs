@@ -89,7 +89,8 @@ impl SecretsManagerStore {
         }
     }
 
-    /// Moves `AWSCURRENT` from `expected` to `token`. A refusal means either another writer
+    /// Moves `AWSCURRENT` from `expected` to `token` (and with it any `AWSPENDING` on `token`,
+    /// which then no longer counts as pending). A refusal means either another writer
     /// moved it first (a lost race, `Conflict`) or this is a retry of a move that already
     /// happened (`Ok(true)`: the caller decides whether the version is its own).
     async fn swap_current(
@@ -240,22 +241,12 @@ impl SecretStore for SecretsManagerStore {
         token: &VersionId,
         value: &StoredValue,
     ) -> Result<(), StoreError> {
-        let put = self
-            .client
-            .put_secret_value()
-            .secret_id(name.as_str())
-            .client_request_token(token.as_str())
-            .secret_string(value.expose())
-            .version_stages(PENDING)
-            .send()
-            .await
-            .map_err(store_error);
-        match put {
-            Ok(_) => {}
-            Err(StoreError::AlreadyExists) => return Err(StoreError::VersionExists),
-            Err(other) => return Err(other),
-        }
-        let outcome = match self.swap_current(name, expected, token).await {
+        // A retry finds its version already written and only repeats the swap.
+        self.put_pending(name, token, value).await?;
+        // A swap that won leaves AWSPENDING on the version that is now AWSCURRENT, which AWS
+        // treats as a finished rotation (the next PutSecretValue moves the label), so a
+        // rotation costs two writes, not three. A version that lost is taken out of pending.
+        match self.swap_current(name, expected, token).await {
             Ok(false) => Ok(()),
             // Current is this token, but only the value tells whether this call wrote it or
             // another writer reusing the token did.
@@ -264,10 +255,11 @@ impl SecretStore for SecretsManagerStore {
                 Ok(_) => Err(StoreError::VersionExists),
                 Err(err) => Err(err),
             },
-            Err(err) => Err(err),
-        };
-        self.clear_own_pending(name, token).await;
-        outcome
+            Err(err) => {
+                self.clear_own_pending(name, token).await;
+                Err(err)
+            }
+        }
     }
 
     async fn delete(&self, name: &SecretName) -> Result<(), StoreError> {
@@ -428,7 +420,7 @@ impl SecretStore for SecretsManagerStore {
             self.read_version(name, token).await?;
             self.swap_current(name, expected, token).await?;
         }
-        self.remove_pending(name, token).await
+        Ok(())
     }
 
     async fn remove_pending(
@@ -475,6 +467,10 @@ fn version_stages(
                 _ => {}
             }
         }
+    }
+    // AWSPENDING on the AWSCURRENT version marks a finished rotation, not a pending one.
+    if stages.pending.is_some() && stages.pending == stages.current {
+        stages.pending = None;
     }
     stages
 }
