@@ -1,6 +1,8 @@
 //! Test harness: a store of either backend, an app on it with a hand-driven clock, and
 //! requests shaped like the ones API Gateway sends.
 
+pub mod throttle;
+
 use chrono::{TimeZone, Utc};
 use lambda_http::http::Method;
 use lambda_http::{Body, Request, RequestExt, Response};
