@@ -11,7 +11,7 @@ TOOLS := $(VENV)/.installed
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: dev test tools bench sam-build clean
+.PHONY: dev test tools bench bench-sweep sam-build clean
 
 $(TOOLS): requirements-dev.txt
 	python3 -m venv $(VENV)
@@ -29,6 +29,9 @@ test: $(TOOLS)
 
 bench: $(TOOLS)
 	scripts/bench.sh
+
+bench-sweep: $(TOOLS)
+	scripts/bench-sweep.sh
 
 sam-build: $(TOOLS)
 	AWS_DEFAULT_REGION=$${AWS_DEFAULT_REGION:-us-east-1} sam build --beta-features

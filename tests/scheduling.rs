@@ -365,32 +365,43 @@ async fn abandoned_pending_versions_are_cleared(backend: Backend) {
     assert_eq!(stages.current.as_ref(), Some(&before.record_version));
 }
 
-/// A sweep out of time starts nothing and says so; the next run picks up what is left.
+/// A sweep that runs out of time stops starting writes before its deadline, says what it
+/// left, and the next run rotates exactly what was left.
 async fn a_sweep_out_of_time_leaves_the_rest_to_the_next_run(backend: Backend) {
     let app = app(backend).await;
     for i in 0..3 {
         scheduled(&app, &format!("ep-{i}"), 1, 60).await;
     }
     app.clock.advance(Duration::days(1));
-    let no_time = SweepSettings {
-        stop_margin: std::time::Duration::from_secs(30),
+    // One rotation a second, and a deadline 2.5 s away with a quarter kept free: the first
+    // rotation starts at once, the second after a second, the third would start after the
+    // stop time.
+    let slow = SweepSettings {
+        writes_per_second: 2.0,
         ..settings()
     };
-    let deadline = Instant::now() + std::time::Duration::from_secs(10);
-    let starved = sweep(
-        &app.app.vault,
-        app.audit.as_ref(),
-        "run-1",
-        deadline,
-        &no_time,
-    )
-    .await
-    .unwrap();
-    assert_eq!(starved.rotated, 0, "{starved:?}");
-    assert!(!starved.complete);
+    let deadline = Instant::now() + std::time::Duration::from_millis(2500);
+    let first = sweep(&app.app.vault, app.audit.as_ref(), "run-1", deadline, &slow)
+        .await
+        .unwrap();
+    assert!(
+        Instant::now() <= deadline,
+        "the sweep ran past its deadline"
+    );
+    assert!(first.rotated >= 1 && first.deferred >= 1, "{first:?}");
+    assert_eq!(first.rotated + first.deferred, 3, "{first:?}");
+    assert!(!first.complete);
     let next = run_sweep(&app).await;
-    assert_eq!((next.due, next.rotated), (3, 3), "{next:?}");
+    assert_eq!(
+        (next.due, next.rotated),
+        (first.deferred, first.deferred),
+        "{next:?}"
+    );
     assert!(next.complete);
+    for i in 0..3 {
+        let record = stored(&app, &format!("ep-{i}")).await.record;
+        assert_eq!(record.previous_secrets.len(), 1, "ep-{i} rotated once");
+    }
 }
 
 fn event(app: &TestApp, step: Step, id: &str, token: &str, as_arn: bool) -> RotationEvent {

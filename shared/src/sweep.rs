@@ -30,8 +30,9 @@ pub struct SweepSettings {
     pub writes_per_second: f64,
     /// Endpoints worked on at once.
     pub concurrency: usize,
-    /// Time kept free before the deadline: no write starts inside it, so writes in flight
-    /// (at most one SDK operation timeout each) finish before the invocation ends.
+    /// Time kept free before the deadline (at most a quarter of the invocation): no write
+    /// starts inside it, so writes in flight (at most one SDK operation timeout each) finish
+    /// before the invocation ends.
     pub stop_margin: Duration,
     /// Attempts per endpoint per run when throttled; after them it waits for the next run.
     pub max_attempts: u32,
@@ -189,10 +190,12 @@ pub async fn sweep(
     settings: &SweepSettings,
 ) -> Result<SweepSummary, VaultError> {
     let started = Instant::now();
-    let stop_at = deadline
-        .checked_sub(settings.stop_margin)
-        .unwrap_or(started)
-        .max(started);
+    // A short invocation (a local emulator's few seconds) keeps a quarter of its time free
+    // rather than the whole margin.
+    let margin = settings
+        .stop_margin
+        .min(deadline.saturating_duration_since(started) / 4);
+    let stop_at = deadline.checked_sub(margin).unwrap_or(started).max(started);
     let now = vault.clock().now();
     let mut summary = SweepSummary {
         audit: AUDIT_MARKER,
@@ -438,6 +441,7 @@ pub async fn handle_event(
     event: lambda_runtime::LambdaEvent<serde_json::Value>,
 ) -> Result<SweepSummary, lambda_runtime::Error> {
     let deadline = instant_of(event.context.deadline);
+    tracing::info!(run_id = %event.context.request_id, deadline_ms = event.context.deadline, remaining_ms = deadline.saturating_duration_since(Instant::now()).as_millis() as u64, "sweep starting");
     let summary = sweep(
         &app.vault,
         app.audit.as_ref(),
@@ -455,8 +459,14 @@ pub async fn handle_event(
 }
 
 /// The `Instant` of a deadline given in milliseconds since the epoch, as the Lambda context
-/// gives it.
+/// gives it. `cargo lambda watch` passes the function's timeout there instead (600,000 for
+/// ten minutes); no real deadline falls before 2001, so such a small value is read as time
+/// left.
 fn instant_of(deadline_ms: u64) -> Instant {
+    const EPOCH_MS_2001: u64 = 978_307_200_000;
+    if deadline_ms < EPOCH_MS_2001 {
+        return Instant::now() + Duration::from_millis(deadline_ms);
+    }
     let now_ms = u64::try_from(
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -465,4 +475,55 @@ fn instant_of(deadline_ms: u64) -> Instant {
     )
     .unwrap_or(u64::MAX);
     Instant::now() + Duration::from_millis(deadline_ms.saturating_sub(now_ms))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deadlines_are_epoch_times_or_a_local_timeout() {
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64;
+        let left = instant_of(now_ms + 60_000).saturating_duration_since(Instant::now());
+        assert!(
+            left > Duration::from_secs(55) && left <= Duration::from_secs(60),
+            "{left:?}"
+        );
+        let past = instant_of(now_ms - 1_000).saturating_duration_since(Instant::now());
+        assert_eq!(past, Duration::ZERO);
+        let local = instant_of(600_000).saturating_duration_since(Instant::now());
+        assert!(local > Duration::from_secs(595), "{local:?}");
+    }
+
+    #[tokio::test]
+    async fn the_budget_paces_writes_to_its_rate() {
+        let budget = WriteBudget::new(20.0);
+        let far = Instant::now() + Duration::from_secs(60);
+        let started = Instant::now();
+        // 4 writes of burst, then 20 a second: 24 writes take about a second.
+        for _ in 0..12 {
+            assert!(budget.acquire(2, far).await);
+        }
+        let took = started.elapsed();
+        assert!(took >= Duration::from_millis(950), "{took:?}");
+        assert!(took < Duration::from_secs(3), "{took:?}");
+        // A write that cannot start before the stop time is refused at once.
+        let soon = Instant::now() + Duration::from_millis(10);
+        budget.penalise(Duration::from_secs(1));
+        assert!(!budget.acquire(2, soon).await);
+    }
+
+    #[test]
+    fn backoff_grows_and_stays_under_its_cap() {
+        let settings = SweepSettings::default();
+        for attempt in 0..20 {
+            let wait = backoff(&settings, attempt);
+            let ceiling =
+                (settings.backoff_base * 2u32.pow(attempt.min(16))).min(settings.backoff_cap);
+            assert!(wait <= ceiling, "attempt {attempt}: {wait:?}");
+        }
+    }
 }

@@ -1,0 +1,225 @@
+//! `make bench-sweep`: the scheduled sweep at scale, through Secrets Manager's write quota.
+//!
+//! Creates ENDPOINTS endpoints under a rotation policy on the moto server (directly, not
+//! through the quota), moves the injected clock past their period, then runs sweeps through
+//! the throttling proxy (AWS's quotas in front of moto), each under a Lambda-like deadline of
+//! RUN_SECONDS, until a run reports everything done. Checks afterwards that every endpoint was
+//! rotated exactly once, and prints the rotation rate against the quota-bound 25 per second.
+//!
+//! Settings (environment): ENDPOINTS (10000), RUN_SECONDS (120), SWEEP_WRITES_PER_SECOND
+//! (50), SWEEP_CONCURRENCY (8), plus the AWS settings of the moto server.
+
+use chrono::Utc;
+use futures::StreamExt;
+use integration_tests::throttle::{QuotaGroup, Quotas, ThrottleProxy};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use webhook_secrets::audit::MemoryAudit;
+use webhook_secrets::clock::ManualClock;
+use webhook_secrets::endpoint::{GracePeriod, NewEndpoint, RotationPolicy, SecretSource};
+use webhook_secrets::ids::{EndpointId, TenantId};
+use webhook_secrets::secret::SecretSpec;
+use webhook_secrets::store::secrets_manager::{ClientSettings, SecretsManagerStore};
+use webhook_secrets::store::ListFilter;
+use webhook_secrets::sweep::{sweep, SweepSettings, SweepSummary};
+use webhook_secrets::vault::Vault;
+
+const PERIOD_DAYS: i64 = 30;
+
+fn setting(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+async fn vault_at(endpoint_url: Option<&str>, prefix: &str, clock: Arc<ManualClock>) -> Vault {
+    let mut loader = SecretsManagerStore::config_loader(ClientSettings::default());
+    if let Some(url) = endpoint_url {
+        loader = loader.endpoint_url(url);
+    }
+    let store = SecretsManagerStore::new(aws_sdk_secretsmanager::Client::new(&loader.load().await));
+    Vault::new(Arc::new(store), prefix, clock)
+}
+
+#[tokio::main]
+async fn main() {
+    let endpoints = setting("ENDPOINTS", 10_000) as usize;
+    let run_seconds = setting("RUN_SECONDS", 120);
+    let settings = SweepSettings {
+        writes_per_second: setting("SWEEP_WRITES_PER_SECOND", 50) as f64,
+        concurrency: setting("SWEEP_CONCURRENCY", 8) as usize,
+        stop_margin: Duration::from_secs(15),
+        ..SweepSettings::default()
+    };
+    let moto = std::env::var("AWS_ENDPOINT_URL").expect("AWS_ENDPOINT_URL: the moto server");
+    let prefix = format!("bench{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let clock = Arc::new(ManualClock::new(Utc::now()));
+    let tenant = TenantId::parse("acme").unwrap();
+    let policy = RotationPolicy::new(PERIOD_DAYS as u64, GracePeriod::default()).unwrap();
+
+    eprintln!("creating {endpoints} endpoints under a {PERIOD_DAYS}-day policy (directly on moto)");
+    let direct = vault_at(None, &prefix, clock.clone()).await;
+    let started = Instant::now();
+    let created = futures::stream::iter(0..endpoints)
+        .map(|i| {
+            let (direct, tenant) = (&direct, &tenant);
+            async move {
+                let new = NewEndpoint {
+                    id: Some(EndpointId::parse(&format!("ep-{i:05}")).unwrap()),
+                    url: "https://example.com/hook".into(),
+                    name: String::new(),
+                    description: String::new(),
+                    topics: Vec::new(),
+                    status: Default::default(),
+                    request_config: Default::default(),
+                    version: "1.0".into(),
+                    rotation_policy: Some(policy),
+                    secret: SecretSource::Generate(SecretSpec::default()),
+                };
+                direct
+                    .create_endpoint(tenant, new, None)
+                    .await
+                    .map(|w| w.record)
+            }
+        })
+        .buffer_unordered(32)
+        .collect::<Vec<_>>()
+        .await;
+    let originals: std::collections::HashMap<_, _> = created
+        .into_iter()
+        .map(|r| {
+            let r = r.expect("create an endpoint");
+            (r.endpoint.id.to_string(), r.secret.version_id)
+        })
+        .collect();
+    let create_seconds = started.elapsed().as_secs_f64();
+    eprintln!("created in {create_seconds:.0} s");
+
+    clock.advance(chrono::Duration::days(PERIOD_DAYS));
+    let proxy = ThrottleProxy::start(&moto, Quotas::aws()).await;
+    let through_quota = vault_at(Some(&proxy.url()), &prefix, clock.clone()).await;
+    let audit = MemoryAudit::default();
+    let mut runs: Vec<SweepSummary> = Vec::new();
+    let sweep_started = Instant::now();
+    loop {
+        let deadline = Instant::now() + Duration::from_secs(run_seconds);
+        let summary = sweep(
+            &through_quota,
+            &audit,
+            &format!("run-{}", runs.len() + 1),
+            deadline,
+            &settings,
+        )
+        .await
+        .expect("the sweep lists endpoints");
+        eprintln!(
+            "run {}: due {}, rotated {}, deferred {}, throttled {}, failed {}, {:.1} s",
+            runs.len() + 1,
+            summary.due,
+            summary.rotated,
+            summary.deferred,
+            summary.throttled,
+            summary.failed,
+            summary.duration_ms as f64 / 1000.0
+        );
+        let complete = summary.complete;
+        runs.push(summary);
+        if complete || runs.len() >= 100 {
+            break;
+        }
+    }
+    let sweep_seconds = sweep_started.elapsed().as_secs_f64();
+    let stats = proxy.stats();
+
+    eprintln!("checking every endpoint (directly on moto)");
+    let mut rotated_once = 0usize;
+    let mut rotated_more = 0usize;
+    let mut cursor: Option<String> = None;
+    let list_prefix = format!("{prefix}/acme/");
+    loop {
+        let page = direct
+            .store()
+            .list(ListFilter::prefix(&list_prefix), cursor.as_deref(), 100)
+            .await
+            .expect("list");
+        let records = futures::future::join_all(page.secrets.iter().map(|listed| {
+            let id = direct.endpoint_of(&listed.name).unwrap().1;
+            let (direct, tenant) = (&direct, &tenant);
+            async move { direct.get_endpoint(tenant, &id).await.expect("read").record }
+        }))
+        .await;
+        for record in records {
+            let original = &originals[record.endpoint.id.as_str()];
+            if record.secret.replaces.as_ref() == Some(original)
+                && record.previous_secrets.len() == 1
+            {
+                rotated_once += 1;
+            } else if record.secret.version_id != *original {
+                rotated_more += 1;
+            }
+        }
+        match page.next {
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
+    }
+
+    let rotated: usize = runs.iter().map(|r| r.rotated).sum();
+    let throttled_in_sweep: usize = runs.iter().map(|r| r.throttled).sum();
+    let busy_seconds: f64 = runs.iter().map(|r| r.duration_ms as f64 / 1000.0).sum();
+    let rate = rotated as f64 / busy_seconds;
+    let writes = stats.forwarded(QuotaGroup::Writes);
+    let rows = [
+        ("endpoints due", endpoints.to_string()),
+        ("rotated exactly once", rotated_once.to_string()),
+        (
+            "missed",
+            (endpoints - rotated_once - rotated_more).to_string(),
+        ),
+        ("rotated more than once", rotated_more.to_string()),
+        (
+            "write budget",
+            format!("{} writes/s of the 50 quota", settings.writes_per_second),
+        ),
+        ("concurrency", settings.concurrency.to_string()),
+        (
+            "runs (deadline each)",
+            format!("{} ({run_seconds} s, 15 s kept free)", runs.len()),
+        ),
+        ("sweep time, all runs", format!("{busy_seconds:.1} s")),
+        ("wall time incl. restarts", format!("{sweep_seconds:.1} s")),
+        (
+            "rotations per second",
+            format!(
+                "{rate:.2} (quota-bound maximum 25: {:.0}%)",
+                rate / 25.0 * 100.0
+            ),
+        ),
+        (
+            "writes forwarded (proxy)",
+            format!("{writes} ({:.1}/s)", writes as f64 / busy_seconds),
+        ),
+        (
+            "writes throttled (proxy)",
+            stats.throttled(QuotaGroup::Writes).to_string(),
+        ),
+        (
+            "throttles past SDK retries",
+            format!("{throttled_in_sweep} (each retried by the sweep)"),
+        ),
+        ("creation (setup)", format!("{create_seconds:.0} s")),
+    ];
+    println!("\nscheduled sweep through the Secrets Manager quota proxy");
+    println!("{:-<60}", "");
+    for (label, value) in rows {
+        println!("{label:<28} {value}");
+    }
+    if rotated_once != endpoints {
+        eprintln!(
+            "FAILED: {} endpoints not rotated exactly once",
+            endpoints - rotated_once
+        );
+        std::process::exit(1);
+    }
+}
