@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Checks that need the real local server: starts `make dev` once, on a free port and a fresh
 # embedded store, then (1) runs the README walkthrough as written (the block between the
-# `walkthrough:start` and `walkthrough:end` markers, with only the port changed) and
+# `walkthrough:start` and `walkthrough:end` markers, then the contract and scheduling blocks,
+# with only the port changed) and
 # (2) checks every route against openapi.yaml with schemathesis.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,19 +18,23 @@ unset AWS_ENDPOINT_URL VAULT_BACKEND
 # readme_blocks NAME: every README block between `NAME:start` and `NAME:end`, port changed.
 readme_blocks() {
   awk -v start="<!-- $1:start -->" -v end="<!-- $1:end -->" '$0 == start {on=1; next} $0 == end {on=0} on' README.md \
-    | sed -e '/^```/d' -e "s/127\.0\.0\.1:9000/127.0.0.1:$port/g"
+    | sed -e '/^```/d' -e "s/127\.0\.0\.1:9000/127.0.0.1:$port/g" -e "s/--invoke-port 9000/--invoke-port $port/g"
 }
 readme_blocks walkthrough >"$work/walkthrough.sh"
 grep -q 'curl' "$work/walkthrough.sh" || { echo "no walkthrough found in README.md" >&2; exit 1; }
 # The contract sections run in the same shell, after the walkthrough (they use its $API_KEY).
 readme_blocks contracts >>"$work/walkthrough.sh"
 [ "$(grep -c 'curl' "$work/walkthrough.sh")" -gt 12 ] || { echo "no contract curls found in README.md" >&2; exit 1; }
+# Then scheduled rotation: a policy, the sweep and Secrets Manager's rotation steps.
+readme_blocks scheduling >>"$work/walkthrough.sh"
+grep -q 'cargo lambda invoke scheduled-rotation' "$work/walkthrough.sh" || { echo "no scheduling block found in README.md" >&2; exit 1; }
 
 # Build the functions first so the first request does not wait on the compiler.
 cargo build --quiet --locked -p create-endpoint -p get-endpoint -p list-endpoints \
   -p delete-endpoint -p rotate-secret -p reveal-secret -p sign-message -p verify-message \
   -p openformat-webhook-secret -p inklink-rotate-secret -p composio-rotate-secret \
-  -p fyatu-auth-token -p fyatu-regenerate-secret -p featurebase-refresh-secret -p admin
+  -p fyatu-auth-token -p fyatu-regenerate-secret -p featurebase-refresh-secret \
+  -p update-endpoint -p scheduled-rotation -p secretsmanager-rotation -p admin
 
 # No reloads under the checks: a reload restarts every function, and a request that lands
 # mid-restart hangs.
@@ -60,7 +65,13 @@ api_key=$(cargo run -q --locked -p admin -- keys create --tenant acme --role mem
 status=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/v1/endpoints/orders" \
   -H "Authorization: Bearer $api_key")
 [ "$status" = 404 ] || { echo "expected 404 after delete, got $status" >&2; exit 1; }
-echo "walkthrough and seed contracts: 1 passed, 0 failed"
+# And scheduled rotation: the sweep saw the scheduled endpoint, and the protocol finished once.
+grep -q '"action":"sweep.summary".*"scheduled":[1-9]' "$work/transcript.txt" || { echo "expected a sweep summary counting the scheduled endpoint" >&2; exit 1; }
+grep -q '"period_days":7' "$work/transcript.txt" || { echo "expected the patched rotation policy" >&2; exit 1; }
+for outcome in created checked finished already_done; do
+  grep -q "\"outcome\":\"$outcome\"" "$work/transcript.txt" || { echo "expected a rotation step answering $outcome" >&2; exit 1; }
+done
+echo "walkthrough, seed contracts and scheduling: 1 passed, 0 failed"
 
 step "OpenAPI conformance (schemathesis against make dev)"
 # A tenant of its own, so generated endpoints stay out of the walkthrough's way.

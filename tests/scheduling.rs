@@ -677,3 +677,55 @@ on_every_backend!(
     rotation_protocol_refuses_a_stale_pending_version,
     protocol_rotations_restart_the_schedule,
 );
+
+/// Through a proxy enforcing a write quota below the sweep's budget, the sweep is throttled,
+/// backs off, and still rotates every due endpoint exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_throttled_sweep_misses_nothing() {
+    use integration_tests::throttle::{QuotaGroup, Quotas, ThrottleProxy};
+    use webhook_secrets::store::secrets_manager::{ClientSettings, SecretsManagerStore};
+    integration_tests::require_emulator();
+    let app = app(Backend::SecretsManager).await;
+    let count = 20;
+    for i in 0..count {
+        scheduled(&app, &format!("ep-{i}"), 1, 3600).await;
+    }
+    app.clock.advance(Duration::days(1));
+    let moto = std::env::var("AWS_ENDPOINT_URL").unwrap();
+    let proxy = ThrottleProxy::start(&moto, Quotas::aws().with_writes_per_second(10)).await;
+    let config = SecretsManagerStore::config_loader(ClientSettings::default())
+        .endpoint_url(proxy.url())
+        .load()
+        .await;
+    let store = SecretsManagerStore::new(aws_sdk_secretsmanager::Client::new(&config));
+    let vault = webhook_secrets::vault::Vault::new(
+        std::sync::Arc::new(store),
+        app.app.vault.prefix(),
+        app.clock.clone(),
+    );
+    let deadline = Instant::now() + std::time::Duration::from_secs(120);
+    let summary = sweep(
+        &vault,
+        app.audit.as_ref(),
+        "run-throttled",
+        deadline,
+        &settings(),
+    )
+    .await
+    .unwrap();
+    let stats = proxy.stats();
+    assert!(
+        stats.throttled(QuotaGroup::Writes) > 0,
+        "the quota was never hit: {stats:?}"
+    );
+    assert_eq!(
+        (summary.due, summary.rotated, summary.failed),
+        (count, count, 0),
+        "{summary:?}"
+    );
+    assert!(summary.complete, "{summary:?}");
+    for i in 0..count {
+        let record = stored(&app, &format!("ep-{i}")).await.record;
+        assert_eq!(record.previous_secrets.len(), 1, "ep-{i} rotated once");
+    }
+}
