@@ -50,10 +50,11 @@ if ! bash -euo pipefail "$work/walkthrough.sh" >"$work/transcript.txt" 2>&1; the
 fi
 cat "$work/transcript.txt"
 
-# What the walkthrough claims: two different secrets were shown, the delivery signed with
-# both verified, and the endpoint is gone.
+# What the walkthrough claims: three different secrets were shown (orders' create and rotate,
+# then nightly's create in the scheduling block), the delivery signed with both of orders'
+# verified, and orders is gone.
 secrets=$(grep -o '"value":"[^"]*"' "$work/transcript.txt" | sort -u | wc -l)
-[ "$secrets" -eq 2 ] || { echo "expected 2 distinct secrets (create, rotate), saw $secrets" >&2; exit 1; }
+[ "$secrets" -eq 3 ] || { echo "expected 3 distinct secrets (create, rotate, scheduled create), saw $secrets" >&2; exit 1; }
 grep -q '"webhook-signature":"v1,[^ "]* v1,' "$work/transcript.txt" || { echo "expected a signature per valid secret" >&2; exit 1; }
 grep -q '"valid":true' "$work/transcript.txt" || { echo "expected the signed delivery to verify" >&2; exit 1; }
 # And each seed contract answered its documented success body.

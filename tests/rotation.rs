@@ -3,7 +3,9 @@
 //! the audit trail.
 
 use chrono::Duration;
-use integration_tests::{assert_error, invoke, on_every_backend, Backend, Call, TestApp};
+use integration_tests::{
+    assert_error, invoke, on_every_backend, receiver_accepts, Backend, Call, TestApp,
+};
 use serde_json::{json, Value};
 use webhook_secrets::clock::Clock;
 use webhook_secrets::ids::{EndpointId, TenantId};
@@ -19,33 +21,6 @@ async fn rotate(app: &TestApp, id: &str, body: Value) -> integration_tests::Answ
         app,
         Call::post("/x").bearer(&app.owner).id(id).json(body)
     )
-}
-
-/// Verifies `signed` as a receiver that holds only `secret` would, with this crate's verifier.
-fn receiver_accepts(
-    secret: &str,
-    signed: &Value,
-    payload: &str,
-    now: chrono::DateTime<chrono::Utc>,
-) -> bool {
-    let version = webhook_secrets::endpoint::SecretVersion {
-        version_id: webhook_secrets::ids::VersionId::generate(),
-        value: webhook_secrets::secret::WebhookSecret::parse(secret).unwrap(),
-        created_at: now,
-        replaces: None,
-        expires_at: None,
-    };
-    let headers = &signed["headers"];
-    webhook_secrets::signature::verify(
-        &[&version],
-        headers["webhook-id"].as_str().unwrap(),
-        headers["webhook-timestamp"].as_str().unwrap(),
-        headers["webhook-signature"].as_str().unwrap(),
-        payload.as_bytes(),
-        now,
-        300,
-    )
-    .is_ok()
 }
 
 async fn grace_keeps_the_old_secret_until_it_expires(backend: Backend) {

@@ -4,7 +4,9 @@
 //! replayed in and out of order.
 
 use chrono::{Duration, Utc};
-use integration_tests::{assert_error, invoke, on_every_backend, Backend, Call, TestApp};
+use integration_tests::{
+    assert_error, invoke, on_every_backend, receiver_accepts, Backend, Call, TestApp,
+};
 use serde_json::{json, Value};
 use std::time::Instant;
 use webhook_secrets::clock::Clock;
@@ -74,25 +76,18 @@ async fn patch(app: &TestApp, id: &str, body: Value) -> integration_tests::Answe
 
 /// Whether a receiver holding only `secret` accepts what `/sign` produces now.
 async fn verifies_with(app: &TestApp, id: &str, secret: &str) -> bool {
-    let version = webhook_secrets::endpoint::SecretVersion {
-        version_id: VersionId::generate(),
-        value: webhook_secrets::secret::WebhookSecret::parse(secret).unwrap(),
-        created_at: app.clock.now(),
-        replaces: None,
-        expires_at: None,
-    };
     let signed = app.sign(id, "{}", None).await;
-    let headers = &signed["headers"];
-    webhook_secrets::signature::verify(
-        &[&version],
-        headers["webhook-id"].as_str().unwrap(),
-        headers["webhook-timestamp"].as_str().unwrap(),
-        headers["webhook-signature"].as_str().unwrap(),
-        b"{}",
-        app.clock.now(),
-        300,
-    )
-    .is_ok()
+    receiver_accepts(secret, &signed, "{}", app.clock.now())
+}
+
+fn secret_name(app: &TestApp, id: &str) -> webhook_secrets::store::SecretName {
+    app.app
+        .vault
+        .endpoint_name(
+            &TenantId::parse("acme").unwrap(),
+            &EndpointId::parse(id).unwrap(),
+        )
+        .unwrap()
 }
 
 async fn policies_are_set_shown_changed_and_removed(backend: Backend) {
@@ -337,14 +332,7 @@ async fn abandoned_pending_versions_are_cleared(backend: Backend) {
     let app = app(backend).await;
     scheduled(&app, "orders", 30, 60).await;
     let before = stored(&app, "orders").await;
-    let name = app
-        .app
-        .vault
-        .endpoint_name(
-            &TenantId::parse("acme").unwrap(),
-            &EndpointId::parse("orders").unwrap(),
-        )
-        .unwrap();
+    let name = secret_name(&app, "orders");
     let abandoned = VersionId::generate();
     app.app
         .vault
@@ -456,14 +444,7 @@ async fn assert_rotated_by_protocol(app: &TestApp, id: &str, token: &str, old: &
     );
     let expires = previous[0].expires_at.unwrap();
     assert!(expires > app.clock.now() && expires <= app.clock.now() + Duration::seconds(grace));
-    let name = app
-        .app
-        .vault
-        .endpoint_name(
-            &TenantId::parse("acme").unwrap(),
-            &EndpointId::parse(id).unwrap(),
-        )
-        .unwrap();
+    let name = secret_name(app, id);
     let stages = app.app.vault.store().stages(&name).await.unwrap();
     assert_eq!(stages.current.as_ref().map(|v| v.as_str()), Some(token));
     assert_eq!(stages.pending, None);
@@ -567,14 +548,7 @@ async fn rotation_protocol_refuses_a_stale_pending_version(backend: Backend) {
         after.record.secret.version_id.as_str(),
         rotated.body["secret"]["version_id"].as_str().unwrap()
     );
-    let name = app
-        .app
-        .vault
-        .endpoint_name(
-            &TenantId::parse("acme").unwrap(),
-            &EndpointId::parse("orders").unwrap(),
-        )
-        .unwrap();
+    let name = secret_name(&app, "orders");
     assert_eq!(
         app.app.vault.store().stages(&name).await.unwrap().pending,
         None
@@ -693,11 +667,9 @@ async fn a_throttled_sweep_misses_nothing() {
     app.clock.advance(Duration::days(1));
     let moto = std::env::var("AWS_ENDPOINT_URL").unwrap();
     let proxy = ThrottleProxy::start(&moto, Quotas::aws().with_writes_per_second(10)).await;
-    let config = SecretsManagerStore::config_loader(ClientSettings::default())
-        .endpoint_url(proxy.url())
-        .load()
-        .await;
-    let store = SecretsManagerStore::new(aws_sdk_secretsmanager::Client::new(&config));
+    let store = SecretsManagerStore::new(
+        integration_tests::sdk_client(&proxy.url(), ClientSettings::default()).await,
+    );
     let vault = webhook_secrets::vault::Vault::new(
         std::sync::Arc::new(store),
         app.app.vault.prefix(),

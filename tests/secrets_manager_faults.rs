@@ -2,7 +2,6 @@
 //! hangs), injected by a small local HTTP server that answers every request the same way.
 //! The client is the store's own SDK configuration, retries and timeouts included.
 
-use aws_sdk_secretsmanager::config::{Credentials, Region};
 use integration_tests::{answer, assert_error, start_of_test_time, Call};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -95,19 +94,7 @@ fn settings() -> ClientSettings {
 
 async fn store_against(fault: Fault) -> (Arc<dyn SecretStore>, Arc<AtomicUsize>) {
     let (url, requests) = fault_server(fault).await;
-    let config = SecretsManagerStore::config_loader(settings())
-        .endpoint_url(url)
-        .region(Region::new("us-east-1"))
-        .credentials_provider(Credentials::new(
-            "test",
-            "test",
-            None,
-            None,
-            "fault-injection",
-        ))
-        .load()
-        .await;
-    let client = aws_sdk_secretsmanager::Client::new(&config);
+    let client = integration_tests::sdk_client(&url, settings()).await;
     (Arc::new(SecretsManagerStore::new(client)), requests)
 }
 

@@ -3,7 +3,6 @@
 //! what they would see from AWS.
 
 use aws_sdk_secretsmanager::config::http::HttpResponse;
-use aws_sdk_secretsmanager::config::{Credentials, Region};
 use aws_sdk_secretsmanager::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_secretsmanager::operation::put_secret_value::PutSecretValueError;
 use aws_sdk_secretsmanager::operation::RequestId;
@@ -39,19 +38,7 @@ fn moto_url() -> String {
 
 /// The product's client configuration (retries, timeouts) aimed at `endpoint`.
 async fn client(endpoint: &str, settings: ClientSettings) -> Client {
-    let config = SecretsManagerStore::config_loader(settings)
-        .endpoint_url(endpoint)
-        .region(Region::new("us-east-1"))
-        .credentials_provider(Credentials::new(
-            "test",
-            "test",
-            None,
-            None,
-            "throttle-proxy-tests",
-        ))
-        .load()
-        .await;
-    Client::new(&config)
+    integration_tests::sdk_client(endpoint, settings).await
 }
 
 /// No retries, so every throttled attempt surfaces to the caller.

@@ -33,13 +33,9 @@ fn setting(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
-async fn vault_at(endpoint_url: Option<&str>, prefix: &str, clock: Arc<ManualClock>) -> Vault {
-    let mut loader = SecretsManagerStore::config_loader(ClientSettings::default());
-    if let Some(url) = endpoint_url {
-        loader = loader.endpoint_url(url);
-    }
-    let store = SecretsManagerStore::new(aws_sdk_secretsmanager::Client::new(&loader.load().await));
-    Vault::new(Arc::new(store), prefix, clock)
+async fn vault_at(endpoint_url: &str, prefix: &str, clock: Arc<ManualClock>) -> Vault {
+    let client = integration_tests::sdk_client(endpoint_url, ClientSettings::default()).await;
+    Vault::new(Arc::new(SecretsManagerStore::new(client)), prefix, clock)
 }
 
 #[tokio::main]
@@ -59,7 +55,7 @@ async fn main() {
     let policy = RotationPolicy::new(PERIOD_DAYS as u64, GracePeriod::default()).unwrap();
 
     eprintln!("creating {endpoints} endpoints under a {PERIOD_DAYS}-day policy (directly on moto)");
-    let direct = vault_at(None, &prefix, clock.clone()).await;
+    let direct = vault_at(&moto, &prefix, clock.clone()).await;
     let started = Instant::now();
     let created = futures::stream::iter(0..endpoints)
         .map(|i| {
@@ -98,7 +94,7 @@ async fn main() {
 
     clock.advance(chrono::Duration::days(PERIOD_DAYS));
     let proxy = ThrottleProxy::start(&moto, Quotas::aws()).await;
-    let through_quota = vault_at(Some(&proxy.url()), &prefix, clock.clone()).await;
+    let through_quota = vault_at(&proxy.url(), &prefix, clock.clone()).await;
     let audit = MemoryAudit::default();
     let mut runs: Vec<SweepSummary> = Vec::new();
     let sweep_started = Instant::now();

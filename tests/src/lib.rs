@@ -47,6 +47,50 @@ pub async fn store(backend: Backend, clock: Arc<dyn Clock>) -> (Arc<dyn SecretSt
     (store, prefix)
 }
 
+/// The product's Secrets Manager client configuration (its retries and timeouts) aimed at
+/// `endpoint`: a fault injector, a quota proxy or the emulator.
+pub async fn sdk_client(
+    endpoint: &str,
+    settings: ClientSettings,
+) -> aws_sdk_secretsmanager::Client {
+    use aws_sdk_secretsmanager::config::{Credentials, Region};
+    let config = SecretsManagerStore::config_loader(settings)
+        .endpoint_url(endpoint)
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new("test", "test", None, None, "tests"))
+        .load()
+        .await;
+    aws_sdk_secretsmanager::Client::new(&config)
+}
+
+/// Whether a receiver holding only `secret` accepts the delivery `/sign` answered with
+/// (`signed`) for `payload`, checked with this crate's verifier at `now`.
+pub fn receiver_accepts(
+    secret: &str,
+    signed: &Value,
+    payload: &str,
+    now: chrono::DateTime<Utc>,
+) -> bool {
+    let version = webhook_secrets::endpoint::SecretVersion {
+        version_id: webhook_secrets::ids::VersionId::generate(),
+        value: webhook_secrets::secret::WebhookSecret::parse(secret).unwrap(),
+        created_at: now,
+        replaces: None,
+        expires_at: None,
+    };
+    let headers = &signed["headers"];
+    webhook_secrets::signature::verify(
+        &[&version],
+        headers["webhook-id"].as_str().unwrap(),
+        headers["webhook-timestamp"].as_str().unwrap(),
+        headers["webhook-signature"].as_str().unwrap(),
+        payload.as_bytes(),
+        now,
+        300,
+    )
+    .is_ok()
+}
+
 /// The Secrets Manager tests talk to a moto server through the real SDK; `make test` starts
 /// one and sets `AWS_ENDPOINT_URL`. Without it they fail rather than pass vacuously.
 pub fn require_emulator() {
