@@ -6,12 +6,18 @@
 //! RUN_SECONDS, until a run reports everything done. Checks afterwards that every endpoint was
 //! rotated exactly once, and prints the rotation rate against the quota-bound 25 per second.
 //!
+//! With INTERACTIVE_ROTATIONS_PER_SECOND above 0, other endpoints are rotated through the same
+//! quota at that rate while the sweep runs, as callers of the API would, and the table shows
+//! how both fared.
+//!
 //! Settings (environment): ENDPOINTS (10000), RUN_SECONDS (120), SWEEP_WRITES_PER_SECOND
-//! (50), SWEEP_CONCURRENCY (8), plus the AWS settings of the moto server.
+//! (50), SWEEP_CONCURRENCY (8), INTERACTIVE_ROTATIONS_PER_SECOND (0), plus the AWS settings of
+//! the moto server.
 
 use chrono::Utc;
 use futures::StreamExt;
 use integration_tests::throttle::{QuotaGroup, Quotas, ThrottleProxy};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use webhook_secrets::audit::MemoryAudit;
@@ -22,7 +28,7 @@ use webhook_secrets::secret::SecretSpec;
 use webhook_secrets::store::secrets_manager::{ClientSettings, SecretsManagerStore};
 use webhook_secrets::store::ListFilter;
 use webhook_secrets::sweep::{sweep, SweepSettings, SweepSummary};
-use webhook_secrets::vault::Vault;
+use webhook_secrets::vault::{Rotation, Vault, VaultError};
 
 const PERIOD_DAYS: i64 = 30;
 
@@ -42,6 +48,7 @@ async fn vault_at(endpoint_url: &str, prefix: &str, clock: Arc<ManualClock>) -> 
 async fn main() {
     let endpoints = setting("ENDPOINTS", 10_000) as usize;
     let run_seconds = setting("RUN_SECONDS", 120);
+    let interactive_rate = setting("INTERACTIVE_ROTATIONS_PER_SECOND", 0);
     let settings = SweepSettings {
         writes_per_second: setting("SWEEP_WRITES_PER_SECOND", 50) as f64,
         concurrency: setting("SWEEP_CONCURRENCY", 8) as usize,
@@ -89,12 +96,66 @@ async fn main() {
             (r.endpoint.id.to_string(), r.secret.version_id)
         })
         .collect();
+    let interactive_ids: Vec<EndpointId> = (0..20)
+        .map(|i| EndpointId::parse(&format!("interactive-{i:02}")).unwrap())
+        .collect();
+    if interactive_rate > 0 {
+        for id in &interactive_ids {
+            let new = NewEndpoint {
+                id: Some(id.clone()),
+                url: "https://example.com/hook".into(),
+                name: String::new(),
+                description: String::new(),
+                topics: Vec::new(),
+                status: Default::default(),
+                request_config: Default::default(),
+                version: "1.0".into(),
+                rotation_policy: None,
+                secret: SecretSource::Generate(SecretSpec::default()),
+            };
+            direct
+                .create_endpoint(&tenant, new, None)
+                .await
+                .expect("create");
+        }
+    }
     let create_seconds = started.elapsed().as_secs_f64();
     eprintln!("created in {create_seconds:.0} s");
 
     clock.advance(chrono::Duration::days(PERIOD_DAYS));
     let proxy = ThrottleProxy::start(&moto, Quotas::aws()).await;
     let through_quota = vault_at(&proxy.url(), &prefix, clock.clone()).await;
+    let through_quota = Arc::new(through_quota);
+    let done = Arc::new(AtomicBool::new(false));
+    let interactive = Arc::new([(); 3].map(|()| AtomicUsize::new(0)));
+    let load = (interactive_rate > 0).then(|| {
+        let (vault, done, counts, tenant) = (
+            through_quota.clone(),
+            done.clone(),
+            interactive.clone(),
+            tenant.clone(),
+        );
+        tokio::spawn(async move {
+            let mut tick =
+                tokio::time::interval(Duration::from_secs_f64(1.0 / interactive_rate as f64));
+            let mut n = 0usize;
+            while !done.load(Ordering::Relaxed) {
+                tick.tick().await;
+                let id = interactive_ids[n % interactive_ids.len()].clone();
+                n += 1;
+                let (vault, counts, tenant) = (vault.clone(), counts.clone(), tenant.clone());
+                tokio::spawn(async move {
+                    let rotation = Rotation::immediate(SecretSource::LikeCurrent);
+                    let slot = match vault.rotate_secret(&tenant, &id, rotation).await {
+                        Ok(_) => 0,
+                        Err(VaultError::Throttled) => 1,
+                        Err(_) => 2,
+                    };
+                    counts[slot].fetch_add(1, Ordering::Relaxed);
+                });
+            }
+        })
+    });
     let audit = MemoryAudit::default();
     let mut runs: Vec<SweepSummary> = Vec::new();
     let sweep_started = Instant::now();
@@ -126,6 +187,11 @@ async fn main() {
         }
     }
     let sweep_seconds = sweep_started.elapsed().as_secs_f64();
+    done.store(true, Ordering::Relaxed);
+    if let Some(load) = load {
+        let _ = load.await;
+        tokio::time::sleep(Duration::from_secs(5)).await;
+    }
     let stats = proxy.stats();
 
     eprintln!("checking every endpoint (directly on moto)");
@@ -146,7 +212,10 @@ async fn main() {
         }))
         .await;
         for record in records {
-            let original = &originals[record.endpoint.id.as_str()];
+            // The interactive endpoints have no policy and no place in the count.
+            let Some(original) = originals.get(record.endpoint.id.as_str()) else {
+                continue;
+            };
             if record.secret.replaces.as_ref() == Some(original)
                 && record.previous_secrets.len() == 1
             {
@@ -206,6 +275,16 @@ async fn main() {
         ),
         ("creation (setup)", format!("{create_seconds:.0} s")),
     ];
+    let mut rows = rows.to_vec();
+    if interactive_rate > 0 {
+        let [ok, throttled, other] = [0, 1, 2].map(|i| interactive[i].load(Ordering::Relaxed));
+        rows.push((
+            "interactive rotations",
+            format!(
+                "{interactive_rate}/s asked: {ok} done, {throttled} throttled (429), {other} other errors"
+            ),
+        ));
+    }
     println!("\nscheduled sweep through the Secrets Manager quota proxy");
     println!("{:-<60}", "");
     for (label, value) in rows {
