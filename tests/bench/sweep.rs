@@ -127,7 +127,7 @@ async fn main() {
     let through_quota = vault_at(&proxy.url(), &prefix, clock.clone()).await;
     let through_quota = Arc::new(through_quota);
     let done = Arc::new(AtomicBool::new(false));
-    let interactive = Arc::new([(); 3].map(|()| AtomicUsize::new(0)));
+    let interactive = Arc::new([(); 4].map(|()| AtomicUsize::new(0)));
     let load = (interactive_rate > 0).then(|| {
         let (vault, done, counts, tenant) = (
             through_quota.clone(),
@@ -149,7 +149,8 @@ async fn main() {
                     let slot = match vault.rotate_secret(&tenant, &id, rotation).await {
                         Ok(_) => 0,
                         Err(VaultError::Throttled) => 1,
-                        Err(_) => 2,
+                        Err(VaultError::Conflict) => 2,
+                        Err(_) => 3,
                     };
                     counts[slot].fetch_add(1, Ordering::Relaxed);
                 });
@@ -277,11 +278,12 @@ async fn main() {
     ];
     let mut rows = rows.to_vec();
     if interactive_rate > 0 {
-        let [ok, throttled, other] = [0, 1, 2].map(|i| interactive[i].load(Ordering::Relaxed));
+        let [ok, throttled, conflict, other] =
+            [0, 1, 2, 3].map(|i| interactive[i].load(Ordering::Relaxed));
         rows.push((
             "interactive rotations",
             format!(
-                "{interactive_rate}/s asked: {ok} done, {throttled} throttled (429), {other} other errors"
+                "{interactive_rate}/s asked: {ok} done, {throttled} throttled (429), {conflict} lost a race (409), {other} other errors"
             ),
         ));
     }
