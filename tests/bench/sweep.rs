@@ -44,6 +44,21 @@ async fn vault_at(endpoint_url: &str, prefix: &str, clock: Arc<ManualClock>) -> 
     Vault::new(Arc::new(SecretsManagerStore::new(client)), prefix, clock)
 }
 
+fn new_endpoint(id: &str, rotation_policy: Option<RotationPolicy>) -> NewEndpoint {
+    NewEndpoint {
+        id: Some(EndpointId::parse(id).unwrap()),
+        url: "https://example.com/hook".into(),
+        name: String::new(),
+        description: String::new(),
+        topics: Vec::new(),
+        status: Default::default(),
+        request_config: Default::default(),
+        version: "1.0".into(),
+        rotation_policy,
+        secret: SecretSource::Generate(SecretSpec::default()),
+    }
+}
+
 #[tokio::main]
 async fn main() {
     let endpoints = setting("ENDPOINTS", 10_000) as usize;
@@ -68,18 +83,7 @@ async fn main() {
         .map(|i| {
             let (direct, tenant) = (&direct, &tenant);
             async move {
-                let new = NewEndpoint {
-                    id: Some(EndpointId::parse(&format!("ep-{i:05}")).unwrap()),
-                    url: "https://example.com/hook".into(),
-                    name: String::new(),
-                    description: String::new(),
-                    topics: Vec::new(),
-                    status: Default::default(),
-                    request_config: Default::default(),
-                    version: "1.0".into(),
-                    rotation_policy: Some(policy),
-                    secret: SecretSource::Generate(SecretSpec::default()),
-                };
+                let new = new_endpoint(&format!("ep-{i:05}"), Some(policy));
                 direct
                     .create_endpoint(tenant, new, None)
                     .await
@@ -101,18 +105,7 @@ async fn main() {
         .collect();
     if interactive_rate > 0 {
         for id in &interactive_ids {
-            let new = NewEndpoint {
-                id: Some(id.clone()),
-                url: "https://example.com/hook".into(),
-                name: String::new(),
-                description: String::new(),
-                topics: Vec::new(),
-                status: Default::default(),
-                request_config: Default::default(),
-                version: "1.0".into(),
-                rotation_policy: None,
-                secret: SecretSource::Generate(SecretSpec::default()),
-            };
+            let new = new_endpoint(id.as_str(), None);
             direct
                 .create_endpoint(&tenant, new, None)
                 .await
