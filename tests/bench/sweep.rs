@@ -244,7 +244,10 @@ async fn main() {
         ("concurrency", settings.concurrency.to_string()),
         (
             "runs (deadline each)",
-            format!("{} ({run_seconds} s, 15 s kept free)", runs.len()),
+            format!(
+                "{} ({run_seconds} s each, at most 15 s kept free)",
+                runs.len()
+            ),
         ),
         ("sweep time, all runs", format!("{busy_seconds:.1} s")),
         ("wall time incl. restarts", format!("{sweep_seconds:.1} s")),
