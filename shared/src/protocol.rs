@@ -297,11 +297,11 @@ pub async fn handle_event(
     let (event, context) = (event.payload, event.context);
     match run_step(app, &event, &context.request_id).await {
         Ok(outcome) => {
-            tracing::info!(request_id = %context.request_id, step = ?event.step, secret = %event.secret_id, token = %event.client_request_token, outcome = ?outcome, "rotation step done");
+            tracing::info!(request_id = %context.request_id, step = ?event.step, secret_id = %event.secret_id, token = %event.client_request_token, outcome = ?outcome, "rotation step done");
             Ok(serde_json::json!({"step": event.step, "outcome": outcome}))
         }
         Err(err) => {
-            tracing::error!(request_id = %context.request_id, step = ?event.step, secret = %event.secret_id, token = %event.client_request_token, error = %err, "rotation step failed");
+            tracing::error!(request_id = %context.request_id, step = ?event.step, secret_id = %event.secret_id, token = %event.client_request_token, error = %err, "rotation step failed");
             Err(err.into())
         }
     }
