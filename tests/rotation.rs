@@ -2,13 +2,21 @@
 //! valid secret, verification and its rejections, reveal, retry-safe create and rotate, and
 //! the audit trail.
 
+use async_trait::async_trait;
 use chrono::Duration;
 use integration_tests::{
-    assert_error, invoke, on_every_backend, receiver_accepts, Backend, Call, TestApp,
+    assert_error, invoke, on_every_backend, receiver_accepts, start_of_test_time, Backend, Call,
+    TestApp,
 };
 use serde_json::{json, Value};
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 use webhook_secrets::clock::Clock;
-use webhook_secrets::ids::{EndpointId, TenantId};
+use webhook_secrets::ids::{EndpointId, TenantId, VersionId};
+use webhook_secrets::store::{
+    ListFilter, ListPage, SecretName, SecretStore, StoreError, StoredValue, StoredVersion,
+    VersionStages,
+};
 
 async fn endpoint(app: &TestApp, id: &str) -> Value {
     app.create(json!({"id": id, "url": "https://example.com/hook"}))
@@ -428,15 +436,10 @@ async fn retried_rotation_returns_the_same_secret(backend: Backend) {
     assert!(audited.iter().any(|r| r.replayed && r.outcome == "success"));
 }
 
-/// Concurrent attempts of one request share a version token: the first to write it wins and
-/// the others answer from what it stored. Embedded only: Secrets Manager refuses a second
-/// value for a token (`ResourceExistsException`), which the vault turns into the same replay,
-/// but the moto emulator instead lets a write overwrite a version still staged `AWSPENDING`
-/// and drops its `AWSCURRENT` label, so it cannot stand in for AWS here.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn concurrent_retries_of_one_rotation_agree() {
-    let backend = Backend::Embedded;
-    let app = std::sync::Arc::new(TestApp::new(backend).await);
+/// Concurrent attempts of one request: one rotation takes effect, and every attempt that
+/// answers 200 names its secret, which is current.
+async fn concurrent_retries_of_one_rotation_agree(backend: Backend) {
+    let app = Arc::new(TestApp::new(backend).await);
     endpoint(&app, "ep").await;
     let attempts = (0..6).map(|_| {
         let app = app.clone();
@@ -456,26 +459,365 @@ async fn concurrent_retries_of_one_rotation_agree() {
         .into_iter()
         .map(Result::unwrap)
         .collect();
-    let secrets: std::collections::HashSet<_> = answers
+    for answer in &answers {
+        assert_eq!(answer.status, 200, "{}", answer.body);
+    }
+    let secrets: HashSet<_> = answers
         .iter()
-        .filter(|a| a.status == 200)
         .map(|a| a.body["secret"]["value"].as_str().unwrap().to_owned())
         .collect();
     assert_eq!(
         secrets.len(),
         1,
-        "every successful answer carries the one rotated secret"
+        "every answer carries the one rotated secret"
     );
-    for answer in &answers {
-        assert!(matches!(answer.status, 200 | 409), "{}", answer.body);
+    assert_eq!(
+        answers
+            .iter()
+            .filter(|a| a.headers.get("idempotent-replayed").is_none())
+            .count(),
+        1,
+        "exactly one attempt rotated"
+    );
+    assert!(secrets.contains(&current_secret(&app, "ep").await));
+}
+
+/// The same key with two different bodies at once: one rotates, the other is refused as a
+/// reused key, whichever order their reads and swaps interleave in.
+async fn one_key_with_two_bodies_at_once(backend: Backend) {
+    let app = Arc::new(TestApp::new(backend).await);
+    endpoint(&app, "ep").await;
+    let attempts = [0, 60].map(|grace| {
+        let app = app.clone();
+        tokio::spawn(async move {
+            invoke!(
+                rotate_secret,
+                app,
+                Call::post("/x")
+                    .bearer(&app.owner)
+                    .id("ep")
+                    .header("idempotency-key", "one-key-two-bodies")
+                    .json(json!({"grace_period_seconds": grace}))
+            )
+        })
+    });
+    let mut answers: Vec<_> = futures::future::join_all(attempts)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    answers.sort_by_key(|a| a.status);
+    assert_eq!(answers[0].status, 200, "{}", answers[0].body);
+    assert_error(&answers[1], 422, "idempotency_key_reused");
+    assert_eq!(
+        answers[0].body["secret"]["value"].as_str().unwrap(),
+        current_secret(&app, "ep").await
+    );
+}
+
+/// Section 1 of the hardening work: a rotation that lost its compare-and-swap never took
+/// effect, so its retry under the same key rotates now instead of replaying a secret that
+/// never became current.
+async fn a_lost_rotation_is_run_again_by_its_retry(backend: Backend) {
+    let (app, strike) = interfered_app(backend).await;
+    endpoint(&app, "ep").await;
+    let call = || {
+        Call::post("/x")
+            .bearer(&app.owner)
+            .id("ep")
+            .header("idempotency-key", "lost-then-retried")
+            .json(json!({"grace_period_seconds": 3600}))
+    };
+    strike.arm(Strike::RivalWritesFirst);
+    let lost = invoke!(rotate_secret, app, call());
+    assert_error(&lost, 409, "conflict");
+
+    let retry = invoke!(rotate_secret, app, call());
+    assert_eq!(retry.status, 200, "{}", retry.body);
+    assert!(
+        retry.headers.get("idempotent-replayed").is_none(),
+        "the lost attempt did not happen, so the retry is no replay"
+    );
+    let secret = retry.body["secret"]["value"].as_str().unwrap();
+    assert_eq!(secret, current_secret(&app, "ep").await);
+    let signed = app.sign("ep", "{}", None).await;
+    assert!(receiver_accepts(secret, &signed, "{}", app.clock.now()));
+
+    let again = invoke!(rotate_secret, app, call());
+    assert_eq!(again.headers.get("idempotent-replayed").unwrap(), "true");
+    assert_eq!(again.body, retry.body);
+}
+
+/// A first attempt that put its version and then failed before the swap (throttled, or the
+/// store went away) left nothing current; its retry rotates, and no version is left pending.
+async fn a_retry_after_a_failure_between_put_and_swap_rotates(backend: Backend) {
+    let (app, strike) = interfered_app(backend).await;
+    endpoint(&app, "ep").await;
+    let name = app
+        .app
+        .vault
+        .endpoint_name(
+            &TenantId::parse("acme").unwrap(),
+            &EndpointId::parse("ep").unwrap(),
+        )
+        .unwrap();
+    for (fault, status, key) in [
+        (
+            Strike::FailsAfterPut(|| StoreError::Throttled),
+            429,
+            "died-throttled",
+        ),
+        (
+            Strike::FailsAfterPut(|| StoreError::Unavailable("injected".into())),
+            503,
+            "died-unavailable",
+        ),
+    ] {
+        let call = || {
+            Call::post("/x")
+                .bearer(&app.owner)
+                .id("ep")
+                .header("idempotency-key", key)
+        };
+        strike.arm(fault);
+        let failed = invoke!(rotate_secret, app, call());
+        assert_eq!(failed.status, status, "{}", failed.body);
+        assert!(failed.headers.contains_key("retry-after"));
+        let retry = invoke!(rotate_secret, app, call());
+        assert_eq!(retry.status, 200, "{}", retry.body);
+        assert!(retry.headers.get("idempotent-replayed").is_none());
+        assert_eq!(
+            retry.body["secret"]["value"].as_str().unwrap(),
+            current_secret(&app, "ep").await
+        );
+        let stages = app.app.vault.store().stages(&name).await.unwrap();
+        assert_eq!(stages.pending, None, "no version left pending");
     }
-    let current = invoke!(
+}
+
+/// A replay answers what the write that happened answered, even after later rotations
+/// replaced its secret; after the idempotency window the key is a new request.
+async fn a_replay_outlives_later_rotations_within_the_window(backend: Backend) {
+    let app = TestApp::new(backend).await;
+    endpoint(&app, "ep").await;
+    let call = || {
+        Call::post("/x")
+            .bearer(&app.owner)
+            .id("ep")
+            .header("idempotency-key", "kept-for-a-day")
+            .json(json!({"grace_period_seconds": 0}))
+    };
+    let first = invoke!(rotate_secret, app, call());
+    assert_eq!(first.status, 200, "{}", first.body);
+    app.clock.advance(Duration::minutes(1));
+    let later = rotate(&app, "ep", json!({"grace_period_seconds": 0})).await;
+    assert_eq!(later.status, 200, "{}", later.body);
+    let patched = invoke!(
+        update_endpoint,
+        app,
+        Call::new(lambda_http::http::Method::PATCH, "/x")
+            .bearer(&app.owner)
+            .id("ep")
+            .json(json!({"name": "renamed"}))
+    );
+    assert_eq!(patched.status, 200, "{}", patched.body);
+
+    let replay = invoke!(rotate_secret, app, call());
+    assert_eq!(replay.status, 200, "{}", replay.body);
+    assert_eq!(replay.headers.get("idempotent-replayed").unwrap(), "true");
+    assert_eq!(replay.body, first.body);
+
+    app.clock.advance(Duration::hours(24));
+    let fresh = invoke!(rotate_secret, app, call());
+    assert_eq!(fresh.status, 200, "{}", fresh.body);
+    assert!(fresh.headers.get("idempotent-replayed").is_none());
+    assert_eq!(
+        fresh.body["secret"]["value"].as_str().unwrap(),
+        current_secret(&app, "ep").await
+    );
+}
+
+/// Concurrent attempts of one create: one endpoint, one secret, the current one.
+async fn concurrent_retries_of_one_creation_agree(backend: Backend) {
+    let app = Arc::new(TestApp::new(backend).await);
+    let attempts = (0..4).map(|_| {
+        let app = app.clone();
+        tokio::spawn(async move {
+            invoke!(
+                create_endpoint,
+                app,
+                Call::post("/v1/endpoints")
+                    .bearer(&app.owner)
+                    .header("idempotency-key", "create-at-once")
+                    .json(json!({"url": "https://example.com/hook"}))
+            )
+        })
+    });
+    let answers: Vec<_> = futures::future::join_all(attempts)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    for answer in &answers {
+        assert_eq!(answer.status, 201, "{}", answer.body);
+        assert_eq!(answer.body, answers[0].body);
+    }
+    let id = answers[0].body["id"].as_str().unwrap();
+    assert_eq!(
+        answers[0].body["secret"]["value"].as_str().unwrap(),
+        current_secret(&app, id).await
+    );
+}
+
+async fn current_secret(app: &TestApp, id: &str) -> String {
+    let revealed = invoke!(
         reveal_secret,
         app,
-        Call::get("/x").bearer(&app.owner).id("ep")
+        Call::get("/x").bearer(&app.owner).id(id)
     );
-    assert_eq!(current.status, 200, "{}", current.body);
-    assert!(secrets.contains(current.body["secret"]["value"].as_str().unwrap()));
+    assert_eq!(revealed.status, 200, "{}", revealed.body);
+    revealed.body["secret"]["value"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// What an [`Interfering`] store does to the next replace.
+#[derive(Clone)]
+enum Strike {
+    /// Another writer moves the record on between this write's read and its swap.
+    RivalWritesFirst,
+    /// The write's version is put, then the call fails with this error before its swap.
+    FailsAfterPut(fn() -> StoreError),
+}
+
+#[derive(Clone, Default)]
+struct Armed(Arc<Mutex<Option<Strike>>>);
+
+impl Armed {
+    fn arm(&self, strike: Strike) {
+        *self.0.lock().unwrap() = Some(strike);
+    }
+}
+
+/// A store that strikes once, when armed, at an exact point of the next replace.
+struct Interfering {
+    inner: Arc<dyn SecretStore>,
+    armed: Armed,
+}
+
+async fn interfered_app(backend: Backend) -> (TestApp, Armed) {
+    let armed = Armed::default();
+    let handle = armed.clone();
+    let app = TestApp::with_store(backend, start_of_test_time(), move |inner| {
+        Arc::new(Interfering { inner, armed })
+    })
+    .await;
+    (app, handle)
+}
+
+#[async_trait]
+impl SecretStore for Interfering {
+    async fn create(
+        &self,
+        name: &SecretName,
+        token: &VersionId,
+        value: &StoredValue,
+        tags: &[(String, String)],
+    ) -> Result<(), StoreError> {
+        self.inner.create(name, token, value, tags).await
+    }
+
+    async fn read_current(&self, name: &SecretName) -> Result<StoredVersion, StoreError> {
+        self.inner.read_current(name).await
+    }
+
+    async fn read_version(
+        &self,
+        name: &SecretName,
+        version: &VersionId,
+    ) -> Result<StoredVersion, StoreError> {
+        self.inner.read_version(name, version).await
+    }
+
+    async fn replace_current(
+        &self,
+        name: &SecretName,
+        expected: &VersionId,
+        token: &VersionId,
+        value: &StoredValue,
+    ) -> Result<(), StoreError> {
+        let strike = self.armed.0.lock().unwrap().take();
+        match strike {
+            None => {}
+            Some(Strike::RivalWritesFirst) => {
+                let current = self.inner.read_current(name).await?;
+                let rival = VersionId::stamped(chrono::Utc::now());
+                self.inner
+                    .replace_current(name, &current.version_id, &rival, &current.value)
+                    .await?;
+            }
+            Some(Strike::FailsAfterPut(error)) => {
+                self.inner.put_pending(name, token, value).await?;
+                return Err(error());
+            }
+        }
+        self.inner
+            .replace_current(name, expected, token, value)
+            .await
+    }
+
+    async fn delete(&self, name: &SecretName) -> Result<(), StoreError> {
+        self.inner.delete(name).await
+    }
+
+    async fn list(
+        &self,
+        filter: ListFilter<'_>,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<ListPage, StoreError> {
+        self.inner.list(filter, cursor, limit).await
+    }
+
+    async fn stages(&self, name: &SecretName) -> Result<VersionStages, StoreError> {
+        self.inner.stages(name).await
+    }
+
+    async fn set_tags(
+        &self,
+        name: &SecretName,
+        set: &[(String, String)],
+        remove: &[String],
+    ) -> Result<(), StoreError> {
+        self.inner.set_tags(name, set, remove).await
+    }
+
+    async fn put_pending(
+        &self,
+        name: &SecretName,
+        token: &VersionId,
+        value: &StoredValue,
+    ) -> Result<(), StoreError> {
+        self.inner.put_pending(name, token, value).await
+    }
+
+    async fn promote(
+        &self,
+        name: &SecretName,
+        token: &VersionId,
+        expected: &VersionId,
+    ) -> Result<(), StoreError> {
+        self.inner.promote(name, token, expected).await
+    }
+
+    async fn remove_pending(
+        &self,
+        name: &SecretName,
+        version: &VersionId,
+    ) -> Result<(), StoreError> {
+        self.inner.remove_pending(name, version).await
+    }
 }
 
 async fn retried_creation_returns_the_same_endpoint(backend: Backend) {
@@ -588,4 +930,10 @@ on_every_backend!(
     retried_rotation_returns_the_same_secret,
     retried_creation_returns_the_same_endpoint,
     every_management_action_is_audited_without_secrets,
+    concurrent_retries_of_one_rotation_agree,
+    one_key_with_two_bodies_at_once,
+    a_lost_rotation_is_run_again_by_its_retry,
+    a_retry_after_a_failure_between_put_and_swap_rotates,
+    a_replay_outlives_later_rotations_within_the_window,
+    concurrent_retries_of_one_creation_agree,
 );

@@ -577,6 +577,43 @@ async fn rotation_protocol_refuses_a_stale_pending_version(backend: Backend) {
             webhook_secrets::vault::VaultError::NotFound
         ))
     ));
+    // Account-level secrets change only through their own contracts: the protocol, which
+    // would keep the old secret valid for a grace period, refuses them and writes nothing.
+    let account = integration_tests::answer(
+        webhook_secrets::faces::openformat::generate_webhook_secret(
+            &app.app,
+            Call::post("/v1/webhook/secret")
+                .header("x-api-key", &app.owner)
+                .build(),
+        )
+        .await
+        .unwrap(),
+    );
+    assert_eq!(account.status, 200, "{}", account.body);
+    let before = app
+        .app
+        .vault
+        .store()
+        .stages(&secret_name(&app, "_account-uuid"))
+        .await
+        .unwrap();
+    for step in [Step::CreateSecret, Step::FinishSecret] {
+        assert!(matches!(
+            app.app
+                .vault
+                .rotation_step(&event(&app, step, "_account-uuid", &token, true))
+                .await,
+            Err(ProtocolError::NotAnEndpoint(..))
+        ));
+    }
+    let after = app
+        .app
+        .vault
+        .store()
+        .stages(&secret_name(&app, "_account-uuid"))
+        .await
+        .unwrap();
+    assert_eq!(after, before);
 }
 
 /// A rotation by the protocol counts as a rotation for the schedule: its version carries no

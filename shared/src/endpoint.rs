@@ -201,9 +201,12 @@ impl RequestConfig {
                 "request_config.headers holds at most {MAX_CUSTOM_HEADERS} headers"
             )));
         }
+        let mut seen: Vec<String> = Vec::with_capacity(headers.len());
         for (name, value) in &headers {
             let valid_name = (1..=64).contains(&name.len())
                 && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+            // Printable ASCII only: no CR, LF, TAB or NUL, which would let a value split the
+            // delivery request or smuggle another header into it.
             let valid_value =
                 value.len() <= 1024 && value.bytes().all(|b| (0x20..0x7f).contains(&b));
             if !valid_name || !valid_value {
@@ -211,12 +214,49 @@ impl RequestConfig {
                     "request_config.headers names are 1 to 64 of A-Z a-z 0-9 -, values up to 1024 printable ASCII characters".into(),
                 ));
             }
+            if value.trim() != value {
+                return Err(InvalidEndpoint(format!(
+                    "request_config.headers value of {name} starts or ends with whitespace, which HTTP would strip"
+                )));
+            }
+            let lower = name.to_ascii_lowercase();
+            if is_sender_header(&lower) {
+                return Err(InvalidEndpoint(format!(
+                    "request_config.headers may not set {name}: the sender sets it (Host, Content-Length, Transfer-Encoding, Connection and other hop-by-hop headers, and the webhook-* signature headers)"
+                )));
+            }
+            if seen.contains(&lower) {
+                return Err(InvalidEndpoint(format!(
+                    "request_config.headers holds {name} twice (header names ignore case)"
+                )));
+            }
+            seen.push(lower);
         }
         Ok(Self {
             timeout_ms,
             headers,
         })
     }
+}
+
+/// Headers a sender must set itself, lowercase: the framing of the request (a caller's value
+/// would desynchronise it, or split it in two), the hop-by-hop headers, and the Standard
+/// Webhooks signature headers (`webhook-id`, `webhook-timestamp`, `webhook-signature`, and any
+/// later `webhook-*` one), which a caller's value would forge or shadow.
+const SENDER_HEADERS: [&str; 9] = [
+    "host",
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "upgrade",
+];
+
+fn is_sender_header(lowercase_name: &str) -> bool {
+    SENDER_HEADERS.contains(&lowercase_name) || lowercase_name.starts_with("webhook-")
 }
 
 /// One version of an endpoint's signing secret.
@@ -241,10 +281,11 @@ pub struct EndpointRecord {
     /// Older secrets still inside a grace period, newest first.
     #[serde(default)]
     pub previous_secrets: Vec<SecretVersion>,
-    /// Set when the write that produced this version carried an `Idempotency-Key`, so a
-    /// retry can be recognised and answered from this version.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub written_by: Option<RequestFingerprint>,
+    /// The writes made under an `Idempotency-Key` that took effect on this endpoint within
+    /// the idempotency window, oldest first. Only a write whose swap won is ever listed, so a
+    /// retry answered from this list names a secret that really became current.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub keyed_writes: Vec<KeyedWrite>,
 }
 
 pub const RECORD_SCHEMA: u32 = 1;
@@ -252,11 +293,49 @@ pub const RECORD_SCHEMA: u32 = 1;
 /// Hashes of an idempotent request: its key, and its canonical body.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RequestFingerprint {
+    #[serde(rename = "key")]
     pub idempotency_key_sha256: String,
+    #[serde(rename = "request")]
     pub request_sha256: String,
 }
 
+/// A write made under an `Idempotency-Key` that took effect: the request's fingerprint, the
+/// record version it produced (a retry is answered from that version), and when.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyedWrite {
+    #[serde(flatten)]
+    pub fingerprint: RequestFingerprint,
+    pub version: VersionId,
+    pub at: DateTime<Utc>,
+}
+
+/// How long an `Idempotency-Key` is remembered, as Stripe does: a retry within it replays the
+/// write; after it the same key is a new request.
+pub const IDEMPOTENCY_WINDOW_HOURS: i64 = 24;
+/// Secrets Manager keeps about 100 versions of a secret per 24 hours, so a record cannot take
+/// more keyed writes than this within the window; the bound only guards the record's size.
+pub const MAX_KEYED_WRITES: usize = 100;
+
+impl KeyedWrite {
+    /// Whether a retry at `now` is still inside the idempotency window of this write.
+    pub fn is_remembered_at(&self, now: DateTime<Utc>) -> bool {
+        now < self.at + chrono::Duration::hours(IDEMPOTENCY_WINDOW_HOURS)
+    }
+}
+
 impl EndpointRecord {
+    /// Drops keyed writes older than the idempotency window (and the oldest past the bound),
+    /// then records `write` if given. Every write of the record calls this, so the list is
+    /// carried forward and stays bounded.
+    pub fn remember_keyed_write(&mut self, now: DateTime<Utc>, write: Option<KeyedWrite>) {
+        self.keyed_writes.retain(|w| w.is_remembered_at(now));
+        if let Some(write) = write {
+            self.keyed_writes.push(write);
+        }
+        let excess = self.keyed_writes.len().saturating_sub(MAX_KEYED_WRITES);
+        self.keyed_writes.drain(..excess);
+    }
+
     /// The secrets that verify at `now`: the current one, then older ones inside their grace.
     pub fn valid_secrets(&self, now: DateTime<Utc>) -> Vec<&SecretVersion> {
         std::iter::once(&self.secret)
@@ -400,11 +479,24 @@ impl EndpointPatch {
 }
 
 impl NewEndpoint {
+    /// The url in its normalised form (as the WHATWG URL standard serialises it: scheme and
+    /// host lowercased, default port dropped, path percent-encoded), which is what is stored
+    /// and shown. The URL parser itself silently drops tabs and newlines and trims control
+    /// characters and spaces at either end, so a url holding any of them is refused here
+    /// first: a sender that used the raw text could be made to split its request.
     pub fn validate_url(raw: &str) -> Result<String, InvalidEndpoint> {
         if raw.chars().count() > MAX_URL_CHARS {
             return Err(InvalidEndpoint(format!(
                 "url is longer than {MAX_URL_CHARS} characters"
             )));
+        }
+        if raw.chars().any(char::is_control) {
+            return Err(InvalidEndpoint(
+                "url contains control characters (such as CR, LF, TAB or NUL)".into(),
+            ));
+        }
+        if raw.trim() != raw {
+            return Err(InvalidEndpoint("url starts or ends with whitespace".into()));
         }
         let parsed = url::Url::parse(raw)
             .map_err(|e| InvalidEndpoint(format!("url is not an absolute URL: {e}")))?;
@@ -413,7 +505,13 @@ impl NewEndpoint {
                 "url must be an http or https URL with a host".into(),
             ));
         }
-        Ok(raw.to_owned())
+        let normalised = String::from(parsed);
+        if normalised.chars().count() > MAX_URL_CHARS {
+            return Err(InvalidEndpoint(format!(
+                "url is longer than {MAX_URL_CHARS} characters once normalised"
+            )));
+        }
+        Ok(normalised)
     }
 
     pub fn validate_text(field: &str, raw: &str, max: usize) -> Result<String, InvalidEndpoint> {

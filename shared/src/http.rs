@@ -13,8 +13,9 @@ use crate::vault::VaultError;
 use lambda_http::http::{HeaderValue, StatusCode};
 use lambda_http::request::RequestContext;
 use lambda_http::{Body, Request, RequestExt, Response};
-use serde::de::DeserializeOwned;
+use serde::de::{self, DeserializeOwned, MapAccess, SeqAccess, Visitor};
 use serde::Serialize;
+use serde::{Deserialize, Deserializer};
 use std::sync::{Mutex, OnceLock};
 use std::time::Instant;
 
@@ -23,6 +24,9 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 /// Sign and verify carry a webhook payload.
 pub const MAX_PAYLOAD_BODY_BYTES: usize = 1024 * 1024;
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
+/// Secrets Manager frees version slots as versions age past 24 hours; AWS's own guidance is
+/// one write per secret every 10 minutes, so that is when a retry can expect room.
+pub const VERSION_QUOTA_RETRY_AFTER_SECONDS: u32 = 600;
 
 /// An error as the client sees it, plus the cause that only the log sees.
 #[derive(Debug)]
@@ -30,6 +34,8 @@ pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
+    /// Seconds a client should wait before retrying (429 and 503 only); 1 when unset.
+    pub retry_after: Option<u32>,
     cause: Option<String>,
 }
 
@@ -39,8 +45,14 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            retry_after: None,
             cause: None,
         }
+    }
+
+    pub fn with_retry_after(mut self, seconds: u32) -> Self {
+        self.retry_after = Some(seconds);
+        self
     }
 
     pub fn invalid(message: impl Into<String>) -> Self {
@@ -103,6 +115,13 @@ impl From<VaultError> for ApiError {
                     oldest_expires_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
                 ),
             ),
+            VaultError::VersionQuota => Self::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "version_quota_exceeded",
+                format!("this endpoint was written too often: its secret store keeps about 100 versions per 24 hours. Retry after {VERSION_QUOTA_RETRY_AFTER_SECONDS} seconds"),
+            )
+            .with_retry_after(VERSION_QUOTA_RETRY_AFTER_SECONDS),
+            VaultError::InvalidCursor => Self::invalid("the cursor is not one this API returned; start again without a cursor"),
             VaultError::IdempotencyMismatch => Self::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "idempotency_key_reused",
@@ -278,12 +297,12 @@ impl Call {
         outcome: Result<Reply, ApiError>,
         shape: ErrorShape,
     ) -> Response<Body> {
-        let (status, body, outcome_code) = match outcome {
-            Ok(reply) => (reply.status, reply.body, "success"),
+        let (status, body, outcome_code, retry_after) = match outcome {
+            Ok(reply) => (reply.status, reply.body, "success", None),
             Err(err) => {
                 self.log_error(&err);
                 let (status, body) = shape(&err, &self.request_id);
-                (status, Some(body), err.code)
+                (status, Some(body), err.code, err.retry_after)
             }
         };
         let principal = self.principal.get();
@@ -326,7 +345,7 @@ impl Call {
             response = response.header("www-authenticate", "Bearer");
         }
         if status == StatusCode::TOO_MANY_REQUESTS || status == StatusCode::SERVICE_UNAVAILABLE {
-            response = response.header("retry-after", "1");
+            response = response.header("retry-after", retry_after.unwrap_or(1).to_string());
         }
         let built = match body {
             Some(body) => response
@@ -438,7 +457,97 @@ pub fn json_value(
     } else {
         bytes
     };
-    serde_json::from_slice(bytes).map_err(body_error)
+    strict_json(bytes).map_err(body_error)
+}
+
+/// Parses a JSON document, refusing an object that holds the same key twice at any depth.
+/// serde_json keeps the last of duplicates, so `{"id": "a", "id": "b"}` would otherwise
+/// create `b` while a proxy or a log reader sees `a`.
+pub fn strict_json(bytes: &[u8]) -> Result<serde_json::Value, serde_json::Error> {
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    let value = StrictValue::deserialize(&mut deserializer)?;
+    deserializer.end()?;
+    Ok(value.0)
+}
+
+/// A JSON value built by a visitor that refuses duplicate keys; otherwise what
+/// `serde_json::Value` builds (the depth limit is the parser's own).
+struct StrictValue(serde_json::Value);
+
+impl<'de> Deserialize<'de> for StrictValue {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(StrictVisitor)
+    }
+}
+
+struct StrictVisitor;
+
+impl<'de> Visitor<'de> for StrictVisitor {
+    type Value = StrictValue;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E>(self, v: bool) -> Result<StrictValue, E> {
+        Ok(StrictValue(v.into()))
+    }
+
+    fn visit_i64<E>(self, v: i64) -> Result<StrictValue, E> {
+        Ok(StrictValue(v.into()))
+    }
+
+    fn visit_u64<E>(self, v: u64) -> Result<StrictValue, E> {
+        Ok(StrictValue(v.into()))
+    }
+
+    fn visit_f64<E>(self, v: f64) -> Result<StrictValue, E> {
+        Ok(StrictValue(serde_json::Number::from_f64(v).map_or(
+            serde_json::Value::Null,
+            serde_json::Value::Number,
+        )))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<StrictValue, E> {
+        Ok(StrictValue(v.into()))
+    }
+
+    fn visit_string<E>(self, v: String) -> Result<StrictValue, E> {
+        Ok(StrictValue(v.into()))
+    }
+
+    fn visit_unit<E>(self) -> Result<StrictValue, E> {
+        Ok(StrictValue(serde_json::Value::Null))
+    }
+
+    fn visit_none<E>(self) -> Result<StrictValue, E> {
+        Ok(StrictValue(serde_json::Value::Null))
+    }
+
+    fn visit_some<D: Deserializer<'de>>(self, deserializer: D) -> Result<StrictValue, D::Error> {
+        StrictValue::deserialize(deserializer)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<StrictValue, A::Error> {
+        let mut items = Vec::new();
+        while let Some(StrictValue(item)) = seq.next_element()? {
+            items.push(item);
+        }
+        Ok(StrictValue(serde_json::Value::Array(items)))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<StrictValue, A::Error> {
+        let mut object = serde_json::Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if object.contains_key(&key) {
+                // The key is not named: a key is caller text and could be anything.
+                return Err(de::Error::custom("an object holds the same key twice"));
+            }
+            let StrictValue(value) = map.next_value()?;
+            object.insert(key, value);
+        }
+        Ok(StrictValue(serde_json::Value::Object(object)))
+    }
 }
 
 /// Parses an already-read body into the route's request type.
@@ -506,6 +615,24 @@ mod tests {
         let redacted = redact_quoted(message);
         assert!(!redacted.contains("whsec_"));
         assert!(redacted.contains("expected usize at line 1 column 30"));
+    }
+
+    #[test]
+    fn duplicate_keys_are_refused_at_any_depth() {
+        for bad in [
+            r#"{"id": "a", "id": "b"}"#,
+            r#"{"a": {"x": 1, "y": 2, "x": 3}}"#,
+            r#"[{"k": 1}, {"k": 1, "k": 1}]"#,
+        ] {
+            let err = strict_json(bad.as_bytes()).unwrap_err();
+            assert!(err.to_string().contains("same key twice"), "{err}");
+        }
+        let same = r#"{"a": [1, -2, 3.5, true, null, "s"], "b": {"a": 1}, "c": {}}"#;
+        assert_eq!(
+            strict_json(same.as_bytes()).unwrap(),
+            serde_json::from_str::<serde_json::Value>(same).unwrap()
+        );
+        assert!(strict_json(b"{} x").is_err(), "trailing text");
     }
 
     #[test]

@@ -1,11 +1,19 @@
-//! Retry-safe writes. An `Idempotency-Key` is turned into the vault's own idempotency token
-//! (the version id of the write), so the guarantee holds across processes and cold starts
-//! with no extra table: a retry finds the version its first attempt wrote, and answers from it.
+//! Retry-safe writes. A write made under an `Idempotency-Key` is remembered in the record it
+//! produced (see [`KeyedWrite`]) and carried forward by every later write for a day, so the
+//! guarantee holds across processes and cold starts with no extra table. A retry first reads
+//! the record: if its key is there, the write happened and the retry is answered from the
+//! version it produced; if not, the write never took effect (it lost its swap, or died before
+//! it) and the retry simply runs it again, as Stripe does.
 
-use crate::endpoint::{EndpointRecord, RequestFingerprint};
+use crate::endpoint::{EndpointRecord, KeyedWrite, RequestFingerprint};
 use crate::ids::{EndpointId, TenantId, VersionId};
+use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
+
+/// Hex digits kept of each SHA-256: 128 bits, ample to tell apart one endpoint's requests of a
+/// day, and half the bytes in the record.
+const FINGERPRINT_HEX: usize = 32;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("Idempotency-Key must be 8 to 64 visible ASCII characters")]
@@ -40,30 +48,14 @@ impl Idempotency {
         canonical.push('\n');
         write_canonical(body, &mut canonical);
         let fingerprint = RequestFingerprint {
-            idempotency_key_sha256: hex_sha256(key.0.as_bytes()),
-            request_sha256: hex_sha256(canonical.as_bytes()),
+            idempotency_key_sha256: hex_sha256(key.0.as_bytes())[..FINGERPRINT_HEX].to_owned(),
+            request_sha256: hex_sha256(canonical.as_bytes())[..FINGERPRINT_HEX].to_owned(),
         };
         Self { key, fingerprint }
     }
 
     pub fn fingerprint(&self) -> &RequestFingerprint {
         &self.fingerprint
-    }
-
-    /// The version id a write under this key gets: the same for every retry, different for
-    /// every tenant, endpoint and kind of write.
-    pub fn version_id(&self, tenant: &TenantId, scope: &str) -> VersionId {
-        let digest = self.derive(tenant, scope);
-        let hex = hex(&digest[..16]);
-        let uuid_like = format!(
-            "{}-{}-{}-{}-{}",
-            &hex[..8],
-            &hex[8..12],
-            &hex[12..16],
-            &hex[16..20],
-            &hex[20..32]
-        );
-        VersionId::parse(&uuid_like).unwrap_or_else(|_| VersionId::generate())
     }
 
     /// The id of an endpoint created under this key without a caller-chosen id, so a retried
@@ -74,13 +66,29 @@ impl Idempotency {
             .unwrap_or_else(|_| EndpointId::generate())
     }
 
-    /// Whether `record` was written by this same request (same key, same body).
-    pub fn wrote(&self, record: &EndpointRecord) -> Option<bool> {
-        let written = record.written_by.as_ref()?;
-        if written.idempotency_key_sha256 != self.fingerprint.idempotency_key_sha256 {
-            return None;
+    /// What `record` remembers of this key at `now`: `None` if no write under it took effect
+    /// there within the window, else the write and whether it was this same request.
+    pub fn find<'r>(&self, record: &'r EndpointRecord, now: DateTime<Utc>) -> Option<Replay<'r>> {
+        let write = record.keyed_writes.iter().rev().find(|w| {
+            w.is_remembered_at(now)
+                && w.fingerprint.idempotency_key_sha256 == self.fingerprint.idempotency_key_sha256
+        })?;
+        Some(
+            if write.fingerprint.request_sha256 == self.fingerprint.request_sha256 {
+                Replay::Same(write)
+            } else {
+                Replay::Different
+            },
+        )
+    }
+
+    /// The entry a write under this key leaves in the record it produces, `version`.
+    pub fn keyed_write(&self, version: &VersionId, at: DateTime<Utc>) -> KeyedWrite {
+        KeyedWrite {
+            fingerprint: self.fingerprint.clone(),
+            version: version.clone(),
+            at,
         }
-        Some(written.request_sha256 == self.fingerprint.request_sha256)
     }
 
     fn derive(&self, tenant: &TenantId, scope: &str) -> [u8; 32] {
@@ -91,6 +99,15 @@ impl Idempotency {
         }
         hasher.finalize().into()
     }
+}
+
+/// A key found in a record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Replay<'r> {
+    /// The same request wrote this: answer from its version.
+    Same(&'r KeyedWrite),
+    /// Another request used the key.
+    Different,
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -181,19 +198,8 @@ mod tests {
         let globex = TenantId::parse("globex").unwrap();
         let one = Idempotency::new(key("retry-key-1"), "rotate", &json!({}));
         let again = Idempotency::new(key("retry-key-1"), "rotate", &json!({}));
-        assert_eq!(
-            one.version_id(&acme, "rotate:ep"),
-            again.version_id(&acme, "rotate:ep")
-        );
-        assert_ne!(
-            one.version_id(&acme, "rotate:ep"),
-            one.version_id(&globex, "rotate:ep")
-        );
-        assert_ne!(
-            one.version_id(&acme, "rotate:ep"),
-            one.version_id(&acme, "rotate:other")
-        );
         assert_eq!(one.endpoint_id(&acme), again.endpoint_id(&acme));
+        assert_ne!(one.endpoint_id(&acme), one.endpoint_id(&globex));
         assert!(EndpointId::parse(one.endpoint_id(&acme).as_str()).is_ok());
     }
 }

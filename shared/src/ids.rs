@@ -56,6 +56,13 @@ impl EndpointId {
         }
     }
 
+    /// Whether this id names one of a tenant's account-level secrets: every id starting with
+    /// `_` is reserved for them, and native creates may not use one. They change only through
+    /// their own contracts.
+    pub fn is_account_secret(&self) -> bool {
+        self.0.starts_with('_')
+    }
+
     /// A product-defined id, known valid.
     pub(crate) fn reserved(id: &'static str) -> Self {
         Self(id.to_owned())
@@ -135,8 +142,7 @@ impl VersionId {
     }
 
     /// The issue time a [`VersionId::stamped`] id carries, to the millisecond; `None` for any
-    /// other id (idempotent writes derive theirs from the request, and Secrets Manager's
-    /// rotation picks its own).
+    /// other id (Secrets Manager's rotation picks its own).
     pub fn stamp(&self) -> Option<DateTime<Utc>> {
         let uuid = uuid::Uuid::try_parse(&self.0).ok()?;
         if uuid.get_version() != Some(uuid::Version::SortRand) {

@@ -104,6 +104,11 @@ impl Vault {
             || ProtocolError::NotAnEndpoint(secret_id.to_owned(), self.prefix().to_owned());
         let name = SecretName::parse(name.ok_or_else(not_ours)?).map_err(|_| not_ours())?;
         let (tenant, id) = self.endpoint_of(&name).ok_or_else(not_ours)?;
+        // Account-level secrets change only through their own contracts, which end the old
+        // secret at once; this protocol would keep it valid for a grace period.
+        if id.is_account_secret() {
+            return Err(not_ours());
+        }
         let token = VersionId::parse(token)
             .map_err(|e| ProtocolError::BadToken(token.to_owned(), e.to_string()))?;
         Ok(Target {

@@ -14,7 +14,7 @@ use crate::http::{
 use crate::ids::EndpointId;
 use crate::secret::{SecretFormat, SecretSpec, WebhookSecret};
 use crate::signature::{self, DEFAULT_TOLERANCE_SECONDS, MAX_TOLERANCE_SECONDS};
-use crate::vault::Rotation;
+use crate::vault::{AccountSecret, Rotation};
 use chrono::{DateTime, Utc};
 use lambda_http::http::StatusCode;
 use lambda_http::{Body, Error, Request, Response};
@@ -54,7 +54,7 @@ pub async fn get_endpoint(app: &App, req: Request) -> Result<Response<Body>, Err
     let call = Call::begin(&req, "get-endpoint");
     let outcome = async {
         let principal = call.authenticate(app, &req).await?;
-        let id = endpoint_id(&req, "/v1/endpoints/{id}")?;
+        let id = endpoint_id(path_param(&req, "id", "/v1/endpoints/{id}").as_deref())?;
         let stored = app.vault.get_endpoint(&principal.tenant, &id).await?;
         Reply::json(
             StatusCode::OK,
@@ -82,17 +82,13 @@ pub async fn list_endpoints(app: &App, req: Request) -> Result<Response<Body>, E
                     ))
                 })?,
         };
+        // A cursor is checked against its tag before the store sees it (see
+        // `store::decode_cursor`): one this API never issued for this tenant is 400.
         let cursor = query_param(&req, "cursor").filter(|c| !c.is_empty());
         let page = app
             .vault
             .list_endpoints(&principal.tenant, cursor, limit)
-            .await
-            .map_err(|err| match err {
-                crate::vault::VaultError::Invalid(_) if cursor.is_some() => {
-                    ApiError::invalid("cursor is not one this API returned")
-                }
-                other => other.into(),
-            })?;
+            .await?;
         let data: Vec<EndpointView> = page
             .endpoints
             .iter()
@@ -111,10 +107,12 @@ pub async fn list_endpoints(app: &App, req: Request) -> Result<Response<Body>, E
 pub async fn delete_endpoint(app: &App, req: Request) -> Result<Response<Body>, Error> {
     let call = Call::begin(&req, "delete-endpoint");
     let outcome = async {
-        let id = endpoint_id(&req, "/v1/endpoints/{id}")?;
-        call.audit("endpoint.delete", Some(id.as_str()));
+        // Audited from the start, so an attempt refused for its key or its id is on record too.
+        let raw = path_param(&req, "id", "/v1/endpoints/{id}");
+        call.audit("endpoint.delete", raw.as_deref());
         let principal = call.authenticate(app, &req).await?;
         principal.require_write()?;
+        let id = changeable(endpoint_id(raw.as_deref())?)?;
         let deleted = app.vault.delete_endpoint(&principal.tenant, &id).await?;
         call.audit_versions(version_ids(&deleted, app), false);
         Ok(Reply::empty(StatusCode::NO_CONTENT))
@@ -127,10 +125,11 @@ pub async fn delete_endpoint(app: &App, req: Request) -> Result<Response<Body>, 
 pub async fn update_endpoint(app: &App, req: Request) -> Result<Response<Body>, Error> {
     let call = Call::begin(&req, "update-endpoint");
     let outcome = async {
-        let id = endpoint_id(&req, "/v1/endpoints/{id}")?;
-        call.audit("endpoint.update", Some(id.as_str()));
+        let raw = path_param(&req, "id", "/v1/endpoints/{id}");
+        call.audit("endpoint.update", raw.as_deref());
         let principal = call.authenticate(app, &req).await?;
         principal.require_write()?;
+        let id = changeable(endpoint_id(raw.as_deref())?)?;
         let patch = from_json::<UpdateEndpointBody>(json_value(&req, false, MAX_BODY_BYTES)?)?
             .validate()?;
         let record = app
@@ -147,10 +146,11 @@ pub async fn update_endpoint(app: &App, req: Request) -> Result<Response<Body>, 
 pub async fn rotate_secret(app: &App, req: Request) -> Result<Response<Body>, Error> {
     let call = Call::begin(&req, "rotate-secret");
     let outcome = async {
-        let id = endpoint_id(&req, "/v1/endpoints/{id}/secret/rotate")?;
-        call.audit("secret.rotate", Some(id.as_str()));
+        let raw_id = path_param(&req, "id", "/v1/endpoints/{id}/secret/rotate");
+        call.audit("secret.rotate", raw_id.as_deref());
         let principal = call.authenticate(app, &req).await?;
         principal.require_write()?;
+        let id = changeable(endpoint_id(raw_id.as_deref())?)?;
         let raw = json_value(&req, true, MAX_BODY_BYTES)?;
         let idempotency = idempotency(&req, "rotate-secret", &raw)?;
         let body: RotateSecretBody = from_json(raw)?;
@@ -185,10 +185,11 @@ pub async fn rotate_secret(app: &App, req: Request) -> Result<Response<Body>, Er
 pub async fn reveal_secret(app: &App, req: Request) -> Result<Response<Body>, Error> {
     let call = Call::begin(&req, "reveal-secret");
     let outcome = async {
-        let id = endpoint_id(&req, "/v1/endpoints/{id}/secret")?;
-        call.audit("secret.reveal", Some(id.as_str()));
+        let raw = path_param(&req, "id", "/v1/endpoints/{id}/secret");
+        call.audit("secret.reveal", raw.as_deref());
         let principal = call.authenticate(app, &req).await?;
         principal.require_write()?;
+        let id = endpoint_id(raw.as_deref())?;
         let stored = app.vault.get_endpoint(&principal.tenant, &id).await?;
         call.audit_versions(version_ids(&stored.record, app), false);
         Reply::json(StatusCode::OK, &SecretsView::new(&stored.record, true, app))
@@ -203,7 +204,7 @@ pub async fn sign_message(app: &App, req: Request) -> Result<Response<Body>, Err
     let call = Call::begin(&req, "sign-message");
     let outcome = async {
         let principal = call.authenticate(app, &req).await?;
-        let id = endpoint_id(&req, "/v1/endpoints/{id}/sign")?;
+        let id = endpoint_id(path_param(&req, "id", "/v1/endpoints/{id}/sign").as_deref())?;
         let body: SignBody = from_json(json_value(&req, false, MAX_PAYLOAD_BODY_BYTES)?)?;
         let msg_id = body
             .msg_id
@@ -243,7 +244,7 @@ pub async fn verify_message(app: &App, req: Request) -> Result<Response<Body>, E
     let call = Call::begin(&req, "verify-message");
     let outcome = async {
         let principal = call.authenticate(app, &req).await?;
-        let id = endpoint_id(&req, "/v1/endpoints/{id}/verify")?;
+        let id = endpoint_id(path_param(&req, "id", "/v1/endpoints/{id}/verify").as_deref())?;
         let body: VerifyBody = from_json(json_value(&req, false, MAX_PAYLOAD_BODY_BYTES)?)?;
         let tolerance = body.tolerance_seconds.unwrap_or(DEFAULT_TOLERANCE_SECONDS);
         if tolerance > MAX_TOLERANCE_SECONDS {
@@ -288,10 +289,33 @@ pub async fn verify_message(app: &App, req: Request) -> Result<Response<Body>, E
     Ok(call.finish(app, outcome))
 }
 
-fn endpoint_id(req: &Request, template: &str) -> Result<EndpointId, ApiError> {
-    let raw = path_param(req, "id", template)
-        .ok_or_else(|| ApiError::invalid("the path has no endpoint id"))?;
-    EndpointId::parse(&raw).map_err(|e| ApiError::invalid(e.to_string()))
+/// The path's endpoint id, parsed. Routes call this only after authenticating, so a caller
+/// without a valid key learns nothing from the id's shape.
+fn endpoint_id(raw: Option<&str>) -> Result<EndpointId, ApiError> {
+    let raw = raw.ok_or_else(|| ApiError::invalid("the path has no endpoint id"))?;
+    EndpointId::parse(raw).map_err(|e| ApiError::invalid(e.to_string()))
+}
+
+/// Whether `id` names one of a tenant's account-level secrets (every id starting with `_` is
+/// reserved for them; native creates may not use one).
+pub fn is_account_secret(id: &EndpointId) -> bool {
+    id.is_account_secret()
+}
+
+/// `id`, if a native write may change it. Account-level secrets change only through their own
+/// contracts (seed 000 rotates `_account-uuid`, seed 003 `_account-whsec`), which keep their
+/// format and end the old secret at once; a native rotate, update or delete could give them a
+/// grace period, a rotation policy, another format, or take them away. Reading, revealing,
+/// signing and verifying with them stay open.
+fn changeable(id: EndpointId) -> Result<EndpointId, ApiError> {
+    if !is_account_secret(&id) {
+        return Ok(id);
+    }
+    Err(ApiError::invalid(format!(
+        "{id} is an account-level secret: it changes only through its own contract ({} through POST /v1/webhook/secret, {} through POST /api/v3/webhooks/secret/regenerate); it can be read, revealed, signed and verified with",
+        AccountSecret::Uuid.endpoint_id(),
+        AccountSecret::Whsec.endpoint_id(),
+    )))
 }
 
 /// The current secret's version, then every older one still valid.
@@ -430,7 +454,7 @@ impl CreateEndpointBody {
             .map(|raw| EndpointId::parse(&raw))
             .transpose()
             .map_err(|e| ApiError::invalid(e.to_string()))?;
-        if id.as_ref().is_some_and(|id| id.as_str().starts_with('_')) {
+        if id.as_ref().is_some_and(is_account_secret) {
             return Err(ApiError::invalid(
                 "ids starting with '_' are reserved for account-level secrets",
             ));

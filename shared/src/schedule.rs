@@ -203,7 +203,7 @@ impl Vault {
         }
         let mut record = record;
         record.previous_secrets.retain(|old| old.is_valid_at(now));
-        record.written_by = None;
+        record.remember_keyed_write(now, None);
         // The secret is unchanged, so the new version keeps its issue time.
         let version = VersionId::stamped(record.secret.created_at);
         Ok(Plan::Write(Box::new(PlannedWrite {

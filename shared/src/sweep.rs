@@ -374,6 +374,7 @@ fn error_code(err: &VaultError) -> &'static str {
         VaultError::AccessDenied(_) => "access_denied",
         VaultError::Unavailable(_) => "unavailable",
         VaultError::Corrupt(_) => "corrupt_record",
+        VaultError::VersionQuota => "version_quota_exceeded",
         _ => "internal",
     }
 }

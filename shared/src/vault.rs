@@ -9,7 +9,7 @@ use crate::endpoint::{
     Endpoint, EndpointPatch, EndpointRecord, GracePeriod, NewEndpoint, RotationPolicy,
     SecretSource, SecretVersion, MAX_PREVIOUS_SECRETS, RECORD_SCHEMA,
 };
-use crate::idempotency::Idempotency;
+use crate::idempotency::{Idempotency, Replay};
 use crate::ids::{EndpointId, KeyId, TenantId, VersionId};
 use crate::secret::{SecretError, SecretFormat, SecretSpec, WebhookSecret};
 use crate::store::{ListFilter, SecretName, SecretStore, StoreError, StoredValue, StoredVersion};
@@ -48,6 +48,13 @@ pub enum VaultError {
     /// The rotation would keep more than `MAX_PREVIOUS_SECRETS` older secrets valid.
     #[error("{MAX_PREVIOUS_SECRETS} older secrets are still valid; the oldest expires at {oldest_expires_at}")]
     TooManyValidSecrets { oldest_expires_at: DateTime<Utc> },
+    /// The record's secret was written as often as Secrets Manager allows within 24 hours.
+    #[error(
+        "the endpoint was written too often; its secret store allows about 100 writes per 24 hours"
+    )]
+    VersionQuota,
+    #[error("the cursor is not one this API returned")]
+    InvalidCursor,
     /// The Idempotency-Key was used before with a different request.
     #[error("this Idempotency-Key was already used with a different request")]
     IdempotencyMismatch,
@@ -65,6 +72,8 @@ impl From<StoreError> for VaultError {
             StoreError::AccessDenied(m) => Self::AccessDenied(m),
             StoreError::TooLarge(n) => Self::TooLarge(n),
             StoreError::VersionExists => Self::Invalid("a version token was reused".into()),
+            StoreError::VersionQuota => Self::VersionQuota,
+            StoreError::InvalidCursor => Self::InvalidCursor,
         }
     }
 }
@@ -212,10 +221,7 @@ impl Vault {
         };
         let name = self.endpoint_name(tenant, &id)?;
         let now = self.clock.now();
-        let version_id = match idempotency {
-            Some(idempotency) => idempotency.version_id(tenant, &format!("create:{id}")),
-            None => VersionId::stamped(now),
-        };
+        let version_id = VersionId::stamped(now);
         let value = match new.secret {
             SecretSource::Supplied(secret) => secret,
             SecretSource::Generate(spec) => WebhookSecret::generate(spec)?,
@@ -245,7 +251,10 @@ impl Vault {
                 expires_at: None,
             },
             previous_secrets: Vec::new(),
-            written_by: idempotency.map(|i| i.fingerprint().clone()),
+            keyed_writes: idempotency
+                .map(|i| i.keyed_write(&version_id, now))
+                .into_iter()
+                .collect(),
         };
         let mut tags = vec![
             ("webhook-secrets:tenant".to_owned(), tenant.to_string()),
@@ -264,9 +273,10 @@ impl Vault {
                 record,
                 replayed: false,
             }),
+            // The endpoint exists: a replay if an earlier attempt of this request made it.
             Err(StoreError::AlreadyExists) => match idempotency {
                 Some(idempotency) => self
-                    .replay(&name, &version_id, idempotency)
+                    .replay(tenant, &record.endpoint.id, idempotency)
                     .await?
                     .ok_or(VaultError::AlreadyExists),
                 None => Err(VaultError::AlreadyExists),
@@ -275,29 +285,42 @@ impl Vault {
         }
     }
 
-    /// The record an earlier attempt of this idempotent request wrote as `version`, if any.
+    /// The answer to a retry of `idempotency`, read from the endpoint's current record: the
+    /// record its earlier attempt produced if that write took effect, `None` if no write
+    /// under the key ever did (the retry then runs the write anew).
     async fn replay(
         &self,
-        name: &SecretName,
-        version: &VersionId,
+        tenant: &TenantId,
+        id: &EndpointId,
         idempotency: &Idempotency,
     ) -> Result<Option<Written>, VaultError> {
-        let stored = match self.store.read_version(name, version).await {
-            Ok(stored) => stored,
-            Err(StoreError::NotFound) => return Ok(None),
-            Err(other) => return Err(other.into()),
+        let current = self.get_endpoint(tenant, id).await?;
+        self.replay_from(tenant, id, &current, idempotency).await
+    }
+
+    async fn replay_from(
+        &self,
+        tenant: &TenantId,
+        id: &EndpointId,
+        current: &StoredEndpoint,
+        idempotency: &Idempotency,
+    ) -> Result<Option<Written>, VaultError> {
+        let write = match idempotency.find(&current.record, self.clock.now()) {
+            None => return Ok(None),
+            Some(Replay::Different) => return Err(VaultError::IdempotencyMismatch),
+            Some(Replay::Same(write)) => write,
         };
-        let record: EndpointRecord = decode(&stored)?;
-        match idempotency.wrote(&record) {
-            Some(true) => Ok(Some(Written {
-                record,
-                replayed: true,
-            })),
-            Some(false) => Err(VaultError::IdempotencyMismatch),
-            // A version with this id that no request with this key wrote cannot happen short
-            // of a hash collision; refuse rather than guess.
-            None => Err(VaultError::IdempotencyMismatch),
-        }
+        let record = if write.version == current.record_version {
+            current.record.clone()
+        } else {
+            // A later write moved the record on; the answer is the version this one produced,
+            // which Secrets Manager keeps for at least the 24 hours a key is remembered.
+            self.endpoint_version(tenant, id, &write.version).await?
+        };
+        Ok(Some(Written {
+            record,
+            replayed: true,
+        }))
     }
 
     pub async fn get_endpoint(
@@ -362,8 +385,9 @@ impl Vault {
     /// Replaces the endpoint's secret with a new one, as a compare-and-swap on the version
     /// that was read: if another rotation got there first this one fails with `Conflict` and
     /// its secret is never current. The replaced secret stays valid for `grace`; older ones
-    /// keep their own expiry, and expired ones are pruned. With `idempotency`, a retry of the
-    /// same request returns the first attempt's result and writes nothing.
+    /// keep their own expiry, and expired ones are pruned. With `idempotency`, a retry of a
+    /// rotation that took effect returns its result and writes nothing; a retry of one that
+    /// did not (it lost its swap, or failed before it) rotates now.
     pub async fn rotate_secret(
         &self,
         tenant: &TenantId,
@@ -378,42 +402,43 @@ impl Vault {
         } = rotation;
         let name = self.endpoint_name(tenant, id)?;
         let now = self.clock.now();
-        let version_id = match idempotency {
-            Some(idempotency) => {
-                let version_id = idempotency.version_id(tenant, &format!("rotate:{id}"));
-                if let Some(replayed) = self.replay(&name, &version_id, idempotency).await? {
-                    return Ok(replayed);
-                }
-                version_id
+        let current = self.get_endpoint(tenant, id).await?;
+        if let Some(idempotency) = idempotency {
+            if let Some(replayed) = self.replay_from(tenant, id, &current, idempotency).await? {
+                return Ok(replayed);
             }
-            None => VersionId::stamped(now),
-        };
-        let StoredEndpoint {
-            record,
-            record_version,
-        } = self.get_endpoint(tenant, id).await?;
+        }
+        // A fresh version id every attempt: a retry of a write that never took effect must not
+        // collide with the version its first attempt may have left behind.
+        let version_id = VersionId::stamped(now);
         let mut record = rotated(
-            record,
+            current.record,
             source,
             grace,
             invalidate_older,
             version_id.clone(),
             now,
         )?;
-        record.written_by = idempotency.map(|i| i.fingerprint().clone());
+        record.remember_keyed_write(now, idempotency.map(|i| i.keyed_write(&version_id, now)));
         match self
             .store
-            .replace_current(&name, &record_version, &version_id, &encode(&record)?)
+            .replace_current(
+                &name,
+                &current.record_version,
+                &version_id,
+                &encode(&record)?,
+            )
             .await
         {
             Ok(()) => Ok(Written {
                 record,
                 replayed: false,
             }),
-            // The same request, running at the same time, wrote this version first.
-            Err(StoreError::VersionExists) => match idempotency {
+            // Lost the swap. If the winner was this same request (a concurrent retry), its
+            // answer is this one's; otherwise nothing was changed by this attempt.
+            Err(StoreError::Conflict | StoreError::VersionExists) => match idempotency {
                 Some(idempotency) => self
-                    .replay(&name, &version_id, idempotency)
+                    .replay(tenant, id, idempotency)
                     .await?
                     .ok_or(VaultError::Conflict),
                 None => Err(VaultError::Conflict),
@@ -452,7 +477,7 @@ impl Vault {
             endpoint.updated_at = now;
             record.endpoint = endpoint;
             record.previous_secrets.retain(|old| old.is_valid_at(now));
-            record.written_by = None;
+            record.remember_keyed_write(now, None);
             let version = VersionId::stamped(record.secret.created_at);
             match self
                 .store
@@ -696,7 +721,7 @@ pub(crate) fn rotated(
         expires_at: None,
     };
     record.endpoint.updated_at = now;
-    record.written_by = None;
+    record.remember_keyed_write(now, None);
     Ok(record)
 }
 

@@ -129,9 +129,19 @@ impl TestApp {
     /// An app whose clock starts at `now`: tests that hand signatures to third-party
     /// verifiers, which check timestamps against the real time, start at the real time.
     pub async fn starting_at(backend: Backend, now: chrono::DateTime<Utc>) -> Self {
+        Self::with_store(backend, now, |store| store).await
+    }
+
+    /// An app whose store is `wrap` of the backend's: a test puts a decorator in front of the
+    /// real store to inject races and faults at exact points of a write.
+    pub async fn with_store(
+        backend: Backend,
+        now: chrono::DateTime<Utc>,
+        wrap: impl FnOnce(Arc<dyn SecretStore>) -> Arc<dyn SecretStore>,
+    ) -> Self {
         let clock = Arc::new(ManualClock::new(now));
         let (store, prefix) = store(backend, clock.clone()).await;
-        let vault = Vault::new(store, prefix, clock.clone());
+        let vault = Vault::new(wrap(store), prefix, clock.clone());
         let audit = Arc::new(MemoryAudit::default());
         let app = App::with_audit(vault, chrono::Duration::seconds(60), audit.clone());
         let mut test = Self {

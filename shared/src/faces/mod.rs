@@ -3,7 +3,8 @@
 //! bodies, status codes). They all stand on the same tenants, keys and endpoints as the
 //! native API: a secret rotated through any of them is the one the native API reveals and
 //! verifies. Every one of these documents promises that the old secret stops verifying at
-//! once, so their rotations use `Rotation::immediate`.
+//! once, so their rotations use `Rotation::immediate`. Each face answers only the statuses
+//! its document lists: its error shape maps every other status to a listed one.
 
 pub mod composio;
 pub mod featurebase;
@@ -15,12 +16,51 @@ use crate::auth::Principal;
 use crate::config::App;
 use crate::endpoint::{EndpointRecord, SecretSource};
 use crate::http::{ApiError, Call};
-use crate::ids::EndpointId;
+use crate::ids::{EndpointId, TenantId};
+use crate::routes::is_account_secret;
 use crate::secret::SecretSpec;
-use crate::vault::Rotation;
+use crate::vault::{AccountSecret, Rotation, VaultError};
+use std::future::Future;
+use std::time::Duration;
+
+/// How many times a contract's rotation is tried when it loses a compare-and-swap. None of
+/// the five documents has a 409, so a lost race is retried here (each attempt reads the
+/// record afresh); what still loses after this many is answered as each document's
+/// "try again later" status by its error shape.
+pub const SWAP_ATTEMPTS: u32 = 4;
+
+/// Runs `attempt` until it does not lose a race, at most [`SWAP_ATTEMPTS`] times, with a short
+/// random pause between tries so that racing processes fall out of step.
+async fn retry_lost_races<T, F, Fut>(mut attempt: F) -> Result<T, VaultError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, VaultError>>,
+{
+    let mut tries = 1;
+    loop {
+        match attempt().await {
+            Err(VaultError::Conflict) if tries < SWAP_ATTEMPTS => {
+                tokio::time::sleep(jitter(tries)).await;
+                tries += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Up to 10 ms times the attempt number.
+fn jitter(tries: u32) -> Duration {
+    let mut byte = [0u8; 2];
+    let random = match getrandom::fill(&mut byte) {
+        Ok(()) => u64::from(u16::from_le_bytes(byte)),
+        Err(_) => 0,
+    };
+    Duration::from_micros(random % (10_000 * u64::from(tries)))
+}
 
 /// Rotates an endpoint's secret to a new `whsec_` one that alone verifies from now on; owners
-/// and admins only.
+/// and admins only. An account-level secret is not an endpoint of these contracts: it changes
+/// only through its own (`openformat`, `fyatu`), so it answers as not found.
 async fn rotate_endpoint_now(
     app: &App,
     call: &Call,
@@ -28,11 +68,23 @@ async fn rotate_endpoint_now(
     id: &EndpointId,
 ) -> Result<EndpointRecord, ApiError> {
     principal.require_write()?;
-    let rotation = Rotation::immediate(SecretSource::Generate(SecretSpec::default()));
-    let written = app
-        .vault
-        .rotate_secret(&principal.tenant, id, rotation)
-        .await?;
+    if is_account_secret(id) {
+        return Err(VaultError::NotFound.into());
+    }
+    let written = retry_lost_races(|| {
+        let rotation = Rotation::immediate(SecretSource::Generate(SecretSpec::default()));
+        app.vault.rotate_secret(&principal.tenant, id, rotation)
+    })
+    .await?;
     call.audit_versions([written.record.secret.version_id.as_str()], false);
     Ok(written.record)
+}
+
+/// Rotates a tenant's account-level secret, retrying a lost race like [`rotate_endpoint_now`].
+async fn rotate_account_now(
+    app: &App,
+    tenant: &TenantId,
+    account: AccountSecret,
+) -> Result<EndpointRecord, ApiError> {
+    Ok(retry_lost_races(|| app.vault.rotate_account_secret(tenant, account)).await?)
 }

@@ -2,6 +2,7 @@
 //! secret in uuid format. Auth: `X-API-KEY`. The document lists one error response, 500
 //! `{"status": "failed", "error": "..."}`, so every failure answers that way.
 
+use super::rotate_account_now;
 use crate::config::App;
 use crate::http::{header, ApiError, Call, Reply};
 use crate::vault::AccountSecret;
@@ -20,10 +21,7 @@ pub async fn generate_webhook_secret(app: &App, req: Request) -> Result<Response
             .authenticate_key(app, header(&req, "x-api-key"))
             .await?;
         principal.require_write()?;
-        let record = app
-            .vault
-            .rotate_account_secret(&principal.tenant, AccountSecret::Uuid)
-            .await?;
+        let record = rotate_account_now(app, &principal.tenant, AccountSecret::Uuid).await?;
         call.audit_versions([record.secret.version_id.as_str()], false);
         Reply::json(
             StatusCode::OK,

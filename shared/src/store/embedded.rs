@@ -7,7 +7,7 @@
 
 use super::{
     decode_cursor, encode_cursor, ListFilter, ListPage, ListedSecret, SecretName, SecretStore,
-    StoreError, StoredValue, StoredVersion, VersionStages,
+    StoreError, StoredValue, StoredVersion, VersionStages, VERSIONS_PER_DAY,
 };
 use crate::clock::Clock;
 use crate::ids::VersionId;
@@ -114,6 +114,30 @@ fn version_value(
     .map_err(sqlite_error)
 }
 
+/// Refuses a new version past Secrets Manager's version quota, as `PutSecretValue` does with
+/// `LimitExceededException`: it never removes a version less than 24 hours old, so a secret
+/// can take at most [`VERSIONS_PER_DAY`] new versions in any 24 hours.
+fn check_version_quota(conn: &Connection, name: &str, now: &str) -> Result<(), StoreError> {
+    let Ok(now) = DateTime::parse_from_rfc3339(now) else {
+        return Ok(());
+    };
+    let horizon = now - chrono::Duration::hours(24);
+    let mut statement = conn
+        .prepare("SELECT created_at FROM versions WHERE name = ?1")
+        .map_err(sqlite_error)?;
+    let recent = statement
+        .query_map([name], |row| row.get::<_, String>(0))
+        .map_err(sqlite_error)?
+        .filter_map(Result::ok)
+        .filter_map(|at| DateTime::parse_from_rfc3339(&at).ok())
+        .filter(|at| *at > horizon)
+        .count();
+    if recent >= VERSIONS_PER_DAY {
+        return Err(StoreError::VersionQuota);
+    }
+    Ok(())
+}
+
 fn insert_version(
     conn: &Connection,
     name: &str,
@@ -121,6 +145,7 @@ fn insert_version(
     value: &str,
     now: &str,
 ) -> Result<(), StoreError> {
+    check_version_quota(conn, name, now)?;
     conn.execute(
         "INSERT INTO versions (name, version_id, seq, value, created_at)
          VALUES (?1, ?2, (SELECT COALESCE(MAX(seq), 0) + 1 FROM versions WHERE name = ?1), ?3, ?4)",
@@ -344,7 +369,10 @@ impl SecretStore for EmbeddedStore {
         cursor: Option<&str>,
         limit: usize,
     ) -> Result<ListPage, StoreError> {
-        let after = cursor.map(decode_cursor).transpose()?.unwrap_or_default();
+        let after = cursor
+            .map(|cursor| decode_cursor(filter, cursor))
+            .transpose()?
+            .unwrap_or_default();
         let prefix = filter.prefix.to_owned();
         let tag_key = filter.tag_key.map(str::to_owned);
         let limit = limit.clamp(1, 100);
@@ -389,7 +417,13 @@ impl SecretStore for EmbeddedStore {
                 })
                 .collect::<Result<Vec<_>, StoreError>>()?;
             let next = more.then(|| {
-                encode_cursor(secrets.last().map(|s| s.name.as_str()).unwrap_or_default())
+                encode_cursor(
+                    ListFilter {
+                        prefix: &prefix,
+                        tag_key: tag_key.as_deref(),
+                    },
+                    secrets.last().map(|s| s.name.as_str()).unwrap_or_default(),
+                )
             });
             Ok(ListPage { secrets, next })
         })

@@ -11,13 +11,19 @@ use async_trait::async_trait;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use chrono::{DateTime, Utc};
+use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::fmt;
+use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
 /// Secrets Manager's documented limit on a `SecretString`. The local emulator does not enforce
 /// it, so the vault does, for both backends alike.
 pub const MAX_VALUE_BYTES: usize = 65_536;
+/// Secrets Manager keeps every version less than 24 hours old, and at most about 100 of a
+/// secret: writing one more often than that is `LimitExceededException`. AWS's guidance is one
+/// write per secret every 10 minutes on average.
+pub const VERSIONS_PER_DAY: usize = 100;
 /// Secrets Manager's documented limit on a secret name.
 pub const MAX_NAME_CHARS: usize = 512;
 
@@ -43,6 +49,13 @@ pub enum StoreError {
     /// A version with this token exists with another value: versions are immutable.
     #[error("a version with this token already exists with another value")]
     VersionExists,
+    /// The secret holds as many versions as Secrets Manager keeps (about 100 written within
+    /// 24 hours); no new version can be written until older ones age out.
+    #[error("the secret has reached its version quota")]
+    VersionQuota,
+    /// A list cursor that this store never issued (or that was altered).
+    #[error("the cursor is not one this API returned")]
+    InvalidCursor,
 }
 
 /// A secret's name, checked against Secrets Manager's naming rules. AWS warns against names
@@ -157,18 +170,70 @@ impl<'a> ListFilter<'a> {
     }
 }
 
-/// Cursors are opaque to callers: base64url of the backend's own position (a name, or a
-/// Secrets Manager `NextToken`), so they travel safely in a query string.
-pub fn encode_cursor(position: &str) -> String {
-    URL_SAFE_NO_PAD.encode(position)
+/// The longest cursor accepted: a Secrets Manager `NextToken` is at most 4,096 characters,
+/// and its cursor carries it in base64 with a tag, so anything longer was never issued.
+pub const MAX_CURSOR_CHARS: usize = 6_000;
+/// Bytes of the SHA-256 tag at the head of every cursor.
+const CURSOR_TAG_BYTES: usize = 16;
+
+/// Cursors are opaque to callers: base64url of a 16-byte tag followed by the backend's own
+/// position (a name, or a Secrets Manager `NextToken`), so they travel safely in a query
+/// string. The tag is a truncated SHA-256 of the position and of the listing it belongs to
+/// (the name prefix, which holds the tenant, and the tag filter), so a cursor that is garbage,
+/// cut short, altered, or taken from another tenant's or another filter's listing is refused
+/// as [`StoreError::InvalidCursor`] before any call reaches the store.
+///
+/// The limit of that choice: the tag is a checksum, not a MAC. No key is shared by every
+/// process that lists (one per process would break a page fetched by another Lambda
+/// environment), so a client that knows this scheme can mint a well-formed cursor for a
+/// position of its choice. That position is still inside its own listing, because every
+/// store applies the prefix filter on every page: the worst a forged cursor does is skip or
+/// repeat the caller's own entries, or hand Secrets Manager a `NextToken` it refuses
+/// (`InvalidNextTokenException`, also `InvalidCursor`).
+pub fn encode_cursor(filter: ListFilter<'_>, position: &str) -> String {
+    let mut raw = Vec::with_capacity(CURSOR_TAG_BYTES + position.len());
+    raw.extend_from_slice(&cursor_tag(filter, position.as_bytes()));
+    raw.extend_from_slice(position.as_bytes());
+    URL_SAFE_NO_PAD.encode(raw)
 }
 
-pub fn decode_cursor(cursor: &str) -> Result<String, StoreError> {
-    URL_SAFE_NO_PAD
+/// The position a cursor from [`encode_cursor`] holds, if it was issued for this `filter`.
+pub fn decode_cursor(filter: ListFilter<'_>, cursor: &str) -> Result<String, StoreError> {
+    if cursor.len() > MAX_CURSOR_CHARS {
+        return Err(StoreError::InvalidCursor);
+    }
+    let raw = URL_SAFE_NO_PAD
         .decode(cursor)
-        .ok()
-        .and_then(|raw| String::from_utf8(raw).ok())
-        .ok_or_else(|| StoreError::Invalid("the cursor is not one this API returned".into()))
+        .map_err(|_| StoreError::InvalidCursor)?;
+    if raw.len() <= CURSOR_TAG_BYTES {
+        return Err(StoreError::InvalidCursor);
+    }
+    let (tag, position) = raw.split_at(CURSOR_TAG_BYTES);
+    if !bool::from(tag.ct_eq(&cursor_tag(filter, position))) {
+        return Err(StoreError::InvalidCursor);
+    }
+    String::from_utf8(position.to_vec()).map_err(|_| StoreError::InvalidCursor)
+}
+
+fn cursor_tag(filter: ListFilter<'_>, position: &[u8]) -> [u8; CURSOR_TAG_BYTES] {
+    let mut hash = Sha256::new();
+    hash.update(b"webhook-secrets list cursor v1\0");
+    // Each part is length-prefixed, so no two listings' parts run into the same bytes.
+    let tag_key = filter.tag_key.map(str::as_bytes);
+    for part in [Some(filter.prefix.as_bytes()), tag_key, Some(position)] {
+        match part {
+            Some(bytes) => {
+                hash.update([1]);
+                hash.update((bytes.len() as u64).to_be_bytes());
+                hash.update(bytes);
+            }
+            None => hash.update([0]),
+        }
+    }
+    let digest = hash.finalize();
+    let mut tag = [0u8; CURSOR_TAG_BYTES];
+    tag.copy_from_slice(&digest[..CURSOR_TAG_BYTES]);
+    tag
 }
 
 #[async_trait]
@@ -253,4 +318,42 @@ pub trait SecretStore: Send + Sync {
         name: &SecretName,
         version: &VersionId,
     ) -> Result<(), StoreError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_round_trip_only_within_their_listing() {
+        let acme = ListFilter::prefix("p/acme/");
+        let cursor = encode_cursor(acme, "p/acme/orders");
+        assert_eq!(decode_cursor(acme, &cursor).unwrap(), "p/acme/orders");
+        // Another tenant's listing, or the same prefix filtered by a tag, refuses it.
+        for other in [
+            ListFilter::prefix("p/globex/"),
+            ListFilter {
+                prefix: "p/acme/",
+                tag_key: Some("t"),
+            },
+        ] {
+            assert!(matches!(
+                decode_cursor(other, &cursor),
+                Err(StoreError::InvalidCursor)
+            ));
+        }
+        // The bare position, garbage, a truncated or altered cursor: all refused.
+        let bare = URL_SAFE_NO_PAD.encode("p/acme/orders");
+        let truncated = &cursor[..cursor.len() - 1];
+        let mut altered = cursor.clone().into_bytes();
+        altered[3] = if altered[3] == b'A' { b'B' } else { b'A' };
+        let altered = String::from_utf8(altered).unwrap();
+        let long = "A".repeat(MAX_CURSOR_CHARS + 1);
+        for bad in ["", "!!", "%%%", &bare, truncated, &altered, &long] {
+            assert!(
+                matches!(decode_cursor(acme, bad), Err(StoreError::InvalidCursor)),
+                "{bad}"
+            );
+        }
+    }
 }

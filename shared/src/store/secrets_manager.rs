@@ -147,6 +147,9 @@ fn store_error<E: ProvideErrorMetadata, R>(err: SdkError<E, R>) -> StoreError {
             // A secret scheduled for deletion answers like this; to a caller it is gone.
             "InvalidRequestException" if message.contains("deletion") => StoreError::NotFound,
             "ResourceExistsException" => StoreError::AlreadyExists,
+            // PutSecretValue past the versions quota (about 100 written within 24 hours).
+            "LimitExceededException" => StoreError::VersionQuota,
+            "InvalidNextTokenException" => StoreError::InvalidCursor,
             "ThrottlingException" | "TooManyRequestsException" | "RequestLimitExceeded" => {
                 StoreError::Throttled
             }
@@ -279,7 +282,7 @@ impl SecretStore for SecretsManagerStore {
         cursor: Option<&str>,
         limit: usize,
     ) -> Result<ListPage, StoreError> {
-        let next_token = cursor.map(decode_cursor).transpose()?;
+        let next_token = cursor.map(|c| decode_cursor(filter, c)).transpose()?;
         let mut filters = vec![Filter::builder()
             .key(FilterNameStringType::Name)
             .values(filter.prefix)
@@ -327,7 +330,9 @@ impl SecretStore for SecretsManagerStore {
         secrets.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(ListPage {
             secrets,
-            next: output.next_token().map(encode_cursor),
+            next: output
+                .next_token()
+                .map(|token| encode_cursor(filter, token)),
         })
     }
 
@@ -382,14 +387,8 @@ impl SecretStore for SecretsManagerStore {
         token: &VersionId,
         value: &StoredValue,
     ) -> Result<(), StoreError> {
-        // AWS refuses a reused token with another value by itself; the emulator overwrites
-        // the version instead, so look first and answer as AWS does on both.
-        match self.read_version(name, token).await {
-            Ok(existing) if existing.value == *value => return Ok(()),
-            Ok(_) => return Err(StoreError::VersionExists),
-            Err(StoreError::NotFound) => {}
-            Err(other) => return Err(other),
-        }
+        // Secrets Manager itself makes the token idempotent: the same token and value succeed
+        // without writing, the same token with another value is ResourceExistsException.
         let put = self
             .client
             .put_secret_value()
