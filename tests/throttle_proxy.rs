@@ -16,7 +16,7 @@ use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use integration_tests::require_emulator;
-use integration_tests::throttle::{QuotaGroup, Quotas, ThrottleProxy, THROTTLING_BODY};
+use integration_tests::throttle::{QuotaGroup, Quotas, Strictness, ThrottleProxy, THROTTLING_BODY};
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -34,6 +34,15 @@ static EMULATOR: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 fn moto_url() -> String {
     require_emulator();
     std::env::var("AWS_ENDPOINT_URL").expect("AWS_ENDPOINT_URL")
+}
+
+/// A proxy in front of the emulator for the tests of rates: a burst must reach the buckets
+/// within a fraction of a second, and strict mode's token look-ups (an upstream call per
+/// write, on the test's own runtime) spread the arrivals past that on a loaded machine. Every
+/// write here has a token and a value of its own, so strict mode would have nothing to
+/// enforce; tests/strict_proxy.rs covers it, throttling included.
+async fn rate_proxy(quotas: Quotas) -> ThrottleProxy {
+    ThrottleProxy::start_with(&moto_url(), quotas, Strictness::off()).await
 }
 
 /// The product's client configuration (retries, timeouts) aimed at `endpoint`.
@@ -136,7 +145,7 @@ impl PutFailure {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_write_burst_over_quota_is_throttled_the_way_aws_throttles() {
     let _turn = EMULATOR.lock().await;
-    let proxy = ThrottleProxy::start(&moto_url(), Quotas::aws()).await;
+    let proxy = rate_proxy(Quotas::aws()).await;
     let (name, _) = seed(&unique_prefix(), 1).await.remove(0);
     let via_proxy = client(&proxy.url(), single_attempt()).await;
 
@@ -183,7 +192,7 @@ async fn a_write_burst_over_quota_is_throttled_the_way_aws_throttles() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_store_reports_each_throttled_call_as_throttled() {
     let _turn = EMULATOR.lock().await;
-    let proxy = ThrottleProxy::start(&moto_url(), Quotas::aws()).await;
+    let proxy = rate_proxy(Quotas::aws()).await;
     let store = SecretsManagerStore::new(client(&proxy.url(), single_attempt()).await);
     let prefix = unique_prefix();
 
@@ -252,7 +261,7 @@ async fn a_write_the_quota_never_admits_is_retried_by_the_sdk_then_throttled() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn standard_retries_carry_a_modest_write_burst_through() {
     let _turn = EMULATOR.lock().await;
-    let proxy = ThrottleProxy::start(&moto_url(), Quotas::aws()).await;
+    let proxy = rate_proxy(Quotas::aws()).await;
     let (name, _) = seed(&unique_prefix(), 1).await.remove(0);
     let via_proxy = client(&proxy.url(), ClientSettings::default()).await;
 
@@ -337,7 +346,7 @@ async fn the_store_completes_replacements_through_throttling() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn reads_at_a_few_hundred_per_second_are_never_throttled() {
     let _turn = EMULATOR.lock().await;
-    let proxy = ThrottleProxy::start(&moto_url(), Quotas::aws()).await;
+    let proxy = rate_proxy(Quotas::aws()).await;
     let (name, _) = seed(&unique_prefix(), 1).await.remove(0);
     let via_proxy = client(&proxy.url(), single_attempt()).await;
 
@@ -380,8 +389,7 @@ async fn the_sustained_write_rate_stays_within_the_quota() {
     const QUOTA: u32 = 30;
     const WORKERS: usize = 12;
     let window = Duration::from_millis(2500);
-    let proxy =
-        ThrottleProxy::start(&moto_url(), Quotas::aws().with_writes_per_second(QUOTA)).await;
+    let proxy = rate_proxy(Quotas::aws().with_writes_per_second(QUOTA)).await;
     let seeded = Arc::new(seed(&unique_prefix(), 3).await);
     let via_proxy = client(&proxy.url(), single_attempt()).await;
 
