@@ -526,3 +526,47 @@ async fn embedded_swaps_are_atomic_across_connections() {
     assert_eq!(stages.version_count, 2);
     assert_eq!(stages.previous, Some(v1));
 }
+
+/// The KMS key and replica region of the deployment go on every secret the store creates, and
+/// a delete takes the replica away first (Secrets Manager refuses to delete a primary that
+/// still has replicas).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_manager_creates_secrets_under_the_placement() {
+    use webhook_secrets::store::secrets_manager::{
+        ClientSettings, ReplicaRegion, SecretPlacement, SecretsManagerStore,
+    };
+    integration_tests::require_emulator();
+    let endpoint = std::env::var("AWS_ENDPOINT_URL").unwrap();
+    let client = integration_tests::sdk_client(&endpoint, ClientSettings::default()).await;
+    let store = SecretsManagerStore::new(client.clone()).with_placement(SecretPlacement {
+        kms_key_id: Some("alias/webhook-secrets-test".into()),
+        replica: Some(ReplicaRegion {
+            region: "eu-west-1".into(),
+            kms_key_id: None,
+        }),
+    });
+    let (_, prefix) = setup(Backend::SecretsManager).await;
+    let secret = name(&prefix, "acme/placed");
+    store
+        .create(&secret, &VersionId::generate(), &value("v"), &[])
+        .await
+        .unwrap();
+    let described = client
+        .describe_secret()
+        .secret_id(secret.as_str())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(described.kms_key_id(), Some("alias/webhook-secrets-test"));
+    let regions: Vec<_> = described
+        .replication_status()
+        .iter()
+        .filter_map(|r| r.region())
+        .collect();
+    assert_eq!(regions, ["eu-west-1"]);
+    store.delete(&secret).await.unwrap();
+    assert!(matches!(
+        store.read_current(&secret).await,
+        Err(StoreError::NotFound)
+    ));
+}

@@ -4,7 +4,9 @@ use crate::audit::{AuditSink, JsonLinesAudit};
 use crate::auth::{Authenticator, MAX_CACHE_TTL};
 use crate::clock::{Clock, SystemClock};
 use crate::store::embedded::EmbeddedStore;
-use crate::store::secrets_manager::{ClientSettings, SecretsManagerStore};
+use crate::store::secrets_manager::{
+    ClientSettings, ReplicaRegion, SecretPlacement, SecretsManagerStore,
+};
 use crate::store::SecretStore;
 use crate::tokens::TokenService;
 use crate::vault::Vault;
@@ -18,7 +20,7 @@ pub const DEFAULT_EMBEDDED_PATH: &str = ".data/vault.sqlite3";
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Backend {
     Embedded { path: PathBuf },
-    SecretsManager(ClientSettings),
+    SecretsManager(ClientSettings, SecretPlacement),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,6 +45,9 @@ impl Config {
     /// - `VAULT_PREFIX`: the name prefix of every stored secret (default `webhook-secrets`)
     /// - `VAULT_PATH`: the embedded database file (default `.data/vault.sqlite3`)
     /// - `VAULT_SM_MAX_ATTEMPTS`, `VAULT_SM_ATTEMPT_TIMEOUT_MS`, `VAULT_SM_TIMEOUT_MS`
+    /// - `VAULT_KMS_KEY_ID`: the KMS key every new secret is encrypted with
+    /// - `VAULT_REPLICA_REGION`, `VAULT_REPLICA_KMS_KEY_ID`: a region every new secret is
+    ///   replicated to, and the key there
     /// - `API_KEY_CACHE_TTL_SECONDS`: 0 to 60 (default 60)
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
@@ -56,14 +61,15 @@ impl Config {
             },
             "secretsmanager" => {
                 let defaults = ClientSettings::default();
-                Backend::SecretsManager(ClientSettings {
+                let settings = ClientSettings {
                     max_attempts: number(&get, "VAULT_SM_MAX_ATTEMPTS", 1, 10)?
                         .map_or(defaults.max_attempts, |n| n as u32),
                     attempt_timeout: number(&get, "VAULT_SM_ATTEMPT_TIMEOUT_MS", 100, 60_000)?
                         .map_or(defaults.attempt_timeout, Duration::from_millis),
                     operation_timeout: number(&get, "VAULT_SM_TIMEOUT_MS", 100, 120_000)?
                         .map_or(defaults.operation_timeout, Duration::from_millis),
-                })
+                };
+                Backend::SecretsManager(settings, placement(&get)?)
             }
             other => {
                 return Err(ConfigError(format!(
@@ -88,10 +94,11 @@ impl Config {
                 EmbeddedStore::open(path, Arc::clone(&clock))
                     .map_err(|e| ConfigError(format!("VAULT_PATH {}: {e}", path.display())))?,
             ),
-            Backend::SecretsManager(settings) => Arc::new(
+            Backend::SecretsManager(settings, placement) => Arc::new(
                 SecretsManagerStore::from_env(*settings)
                     .await
-                    .map_err(|e| ConfigError(format!("VAULT_BACKEND=secretsmanager: {e}")))?,
+                    .map_err(|e| ConfigError(format!("VAULT_BACKEND=secretsmanager: {e}")))?
+                    .with_placement(placement.clone()),
             ),
         };
         Ok(App::new(
@@ -149,6 +156,64 @@ fn number(
             ))),
         })
         .transpose()
+}
+
+/// The KMS key and replica region new secrets get (template parameters `SecretsKmsKey`,
+/// `ReplicaRegion`, `ReplicaKmsKeyArn`).
+fn placement(get: &impl Fn(&str) -> Option<String>) -> Result<SecretPlacement, ConfigError> {
+    let key = |name: &str| -> Result<Option<String>, ConfigError> {
+        get(name)
+            .map(|raw| {
+                let raw = raw.trim().to_owned();
+                let valid = raw.len() <= 2048
+                    && raw
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || ":/_-".contains(c));
+                if valid {
+                    Ok(raw)
+                } else {
+                    Err(ConfigError(format!(
+                        "{name} must be a KMS key id, ARN or alias (A-Z a-z 0-9 : / _ -)"
+                    )))
+                }
+            })
+            .transpose()
+    };
+    let replica_key = key("VAULT_REPLICA_KMS_KEY_ID")?;
+    let replica = match get("VAULT_REPLICA_REGION") {
+        Some(region) => {
+            let region = region.trim().to_owned();
+            let parts: Vec<&str> = region.split('-').collect();
+            let valid = (3..=4).contains(&parts.len())
+                && parts.iter().all(|p| {
+                    !p.is_empty()
+                        && p.chars()
+                            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+                })
+                && parts
+                    .last()
+                    .is_some_and(|n| n.chars().all(|c| c.is_ascii_digit()));
+            if !valid {
+                return Err(ConfigError(format!(
+                    "VAULT_REPLICA_REGION is {region:?}; it must be an AWS region such as eu-west-1"
+                )));
+            }
+            Some(ReplicaRegion {
+                region,
+                kms_key_id: replica_key,
+            })
+        }
+        None if replica_key.is_some() => {
+            return Err(ConfigError(
+                "VAULT_REPLICA_KMS_KEY_ID is set without VAULT_REPLICA_REGION".into(),
+            ))
+        }
+        None => None,
+    };
+    Ok(SecretPlacement {
+        kms_key_id: key("VAULT_KMS_KEY_ID")?,
+        replica,
+    })
 }
 
 fn validate_prefix(prefix: &str) -> Result<(), ConfigError> {
@@ -216,10 +281,47 @@ mod tests {
             ("VAULT_SM_ATTEMPT_TIMEOUT_MS", "500"),
         ])
         .unwrap();
-        let Backend::SecretsManager(settings) = config.backend else {
+        let Backend::SecretsManager(settings, placement) = config.backend else {
             panic!("expected Secrets Manager");
         };
         assert_eq!(settings.attempt_timeout, Duration::from_millis(500));
         assert_eq!(settings.max_attempts, 3);
+        assert_eq!(placement, SecretPlacement::default());
+    }
+
+    #[test]
+    fn reads_the_kms_key_and_replica_region() {
+        let placed = config(&[
+            ("VAULT_BACKEND", "secretsmanager"),
+            (
+                "VAULT_KMS_KEY_ID",
+                "arn:aws:kms:us-east-1:123456789012:key/abc-123",
+            ),
+            ("VAULT_REPLICA_REGION", "eu-west-1"),
+            ("VAULT_REPLICA_KMS_KEY_ID", ""),
+        ])
+        .unwrap();
+        let Backend::SecretsManager(_, placement) = placed.backend else {
+            panic!("expected Secrets Manager");
+        };
+        assert_eq!(
+            placement.kms_key_id.as_deref(),
+            Some("arn:aws:kms:us-east-1:123456789012:key/abc-123")
+        );
+        assert_eq!(
+            placement.replica,
+            Some(ReplicaRegion {
+                region: "eu-west-1".into(),
+                kms_key_id: None
+            })
+        );
+        for (name, value) in [
+            ("VAULT_REPLICA_REGION", "Europe"),
+            ("VAULT_REPLICA_KMS_KEY_ID", "key-without-region"),
+            ("VAULT_KMS_KEY_ID", "key with spaces"),
+        ] {
+            let err = config(&[("VAULT_BACKEND", "secretsmanager"), (name, value)]).unwrap_err();
+            assert!(err.0.contains(name), "{err}");
+        }
     }
 }

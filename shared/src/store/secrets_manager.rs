@@ -16,7 +16,7 @@ use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::BehaviorVersion;
 use aws_sdk_secretsmanager::error::{ProvideErrorMetadata, SdkError};
-use aws_sdk_secretsmanager::types::{Filter, FilterNameStringType, Tag};
+use aws_sdk_secretsmanager::types::{Filter, FilterNameStringType, ReplicaRegionType, Tag};
 use aws_sdk_secretsmanager::Client;
 use chrono::{DateTime, Utc};
 use std::collections::BTreeMap;
@@ -46,8 +46,25 @@ impl Default for ClientSettings {
     }
 }
 
+/// Where the secrets this store creates are kept: under which KMS key, and replicated to
+/// which other region for disaster recovery. Both are fixed when a secret is created.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SecretPlacement {
+    /// A customer-managed key (id, ARN or alias); `None` is `aws/secretsmanager`.
+    pub kms_key_id: Option<String>,
+    pub replica: Option<ReplicaRegion>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplicaRegion {
+    pub region: String,
+    /// The key in the replica region; `None` is that region's `aws/secretsmanager`.
+    pub kms_key_id: Option<String>,
+}
+
 pub struct SecretsManagerStore {
     client: Client,
+    placement: SecretPlacement,
 }
 
 impl SecretsManagerStore {
@@ -78,7 +95,16 @@ impl SecretsManagerStore {
     }
 
     pub fn new(client: Client) -> Self {
-        Self { client }
+        Self {
+            client,
+            placement: SecretPlacement::default(),
+        }
+    }
+
+    /// Creates every new secret under `placement`'s key and with its replica.
+    pub fn with_placement(mut self, placement: SecretPlacement) -> Self {
+        self.placement = placement;
+        self
     }
 
     /// Takes `AWSPENDING` off a version this writer staged, best effort.
@@ -188,6 +214,12 @@ impl SecretStore for SecretsManagerStore {
             .iter()
             .map(|(key, value)| Tag::builder().key(key).value(value).build())
             .collect::<Vec<_>>();
+        let replica = self.placement.replica.as_ref().map(|replica| {
+            vec![ReplicaRegionType::builder()
+                .region(&replica.region)
+                .set_kms_key_id(replica.kms_key_id.clone())
+                .build()]
+        });
         let created = self
             .client
             .create_secret()
@@ -195,6 +227,8 @@ impl SecretStore for SecretsManagerStore {
             .client_request_token(token.as_str())
             .secret_string(value.expose())
             .set_tags((!tags.is_empty()).then_some(tags))
+            .set_kms_key_id(self.placement.kms_key_id.clone())
+            .set_add_replica_regions(replica)
             .send()
             .await;
         match created.map_err(store_error) {
@@ -266,6 +300,22 @@ impl SecretStore for SecretsManagerStore {
     }
 
     async fn delete(&self, name: &SecretName) -> Result<(), StoreError> {
+        // Secrets Manager refuses to delete a primary secret that still has replicas.
+        if let Some(replica) = &self.placement.replica {
+            let removed = self
+                .client
+                .remove_regions_from_replication()
+                .secret_id(name.as_str())
+                .remove_replica_regions(&replica.region)
+                .send()
+                .await
+                .map_err(store_error);
+            match removed {
+                // Gone already, or never replicated (created before the replica was set).
+                Ok(_) | Err(StoreError::NotFound | StoreError::Invalid(_)) => {}
+                Err(other) => return Err(other),
+            }
+        }
         self.client
             .delete_secret()
             .secret_id(name.as_str())
