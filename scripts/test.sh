@@ -35,8 +35,10 @@ if ! cargo test --workspace --locked; then
   exit 1
 fi
 
-step "SAM template"
+step "SAM template, and its metric filters against the functions' real log lines"
 AWS_DEFAULT_REGION=us-east-1 sam validate --lint
+cfn-lint template.yaml
+python tests/metric_filters.py --route-server target/debug/route-server
 
 step "README walkthrough and OpenAPI conformance against make dev"
 scripts/dev-server-checks.sh
