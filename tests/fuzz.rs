@@ -21,17 +21,16 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
+use webhook_secrets::api::http::strict_json;
 use webhook_secrets::audit::{AuditRecord, AuditSink};
-use webhook_secrets::auth::{mint_api_key, ApiKey, Role};
-use webhook_secrets::clock::ManualClock;
-use webhook_secrets::endpoint::{NewEndpoint, RequestConfig, SecretVersion, MAX_URL_CHARS};
-use webhook_secrets::http::strict_json;
-use webhook_secrets::idempotency::IdempotencyKey;
-use webhook_secrets::ids::{EndpointId, KeyId, TenantId, VersionId};
-use webhook_secrets::secret::{SecretFormat, SecretSpec, WebhookSecret};
-use webhook_secrets::signature::{self, VerifyFailure};
+use webhook_secrets::auth::{ApiKey, Role};
+use webhook_secrets::domain::clock::ManualClock;
+use webhook_secrets::domain::endpoint::{NewEndpoint, RequestConfig, SecretVersion, MAX_URL_CHARS};
+use webhook_secrets::domain::idempotency::IdempotencyKey;
+use webhook_secrets::domain::ids::{EndpointId, KeyId, TenantId, VersionId};
+use webhook_secrets::domain::secret::{SecretFormat, SecretSpec, WebhookSecret};
+use webhook_secrets::domain::signature::{self, VerifyFailure};
 use webhook_secrets::store::{decode_cursor, encode_cursor, ListFilter};
-use webhook_secrets::vault::Vault;
 use webhook_secrets::App;
 
 /// Panics seen by the hook, whether or not a property caught them.
@@ -869,22 +868,23 @@ async fn fixture() -> Fixture {
     let (store, prefix) = integration_tests::store(Backend::Embedded, clock.clone()).await;
     let audited = Arc::new(CountedAudit::default());
     let app = App::with_audit(
-        Vault::new(store, prefix, clock),
+        store,
+        &prefix,
+        clock,
         chrono::Duration::seconds(60),
         audited.clone(),
     );
     let acme = TenantId::parse("acme").unwrap();
-    let (owner, _) = mint_api_key(&app.vault, acme.clone(), Role::Owner)
-        .await
-        .unwrap();
-    let (member, _) = mint_api_key(&app.vault, acme, Role::Member).await.unwrap();
+    let keys = app.auth.keys();
+    let (owner, _) = keys.mint(acme.clone(), Role::Owner).await.unwrap();
+    let (member, _) = keys.mint(acme, Role::Member).await.unwrap();
     let owner = owner.expose().to_string();
     for id in ["ep-a", "ep-b", OBJECT_ID, "wh_end_a", "sub_a"] {
         let call = Call::post("/v1/endpoints")
             .bearer(&owner)
             .json(json!({"id": id, "url": "https://example.com/hooks"}));
         let created = answer(
-            webhook_secrets::routes::create_endpoint(&app, call.build())
+            webhook_secrets::api::create_endpoint(&app, call.build())
                 .await
                 .expect("routes always answer Ok"),
         );
@@ -948,8 +948,8 @@ fn path_id() -> BoxedStrategy<String> {
 }
 
 fn routes(suite: &mut Suite, runtime: &tokio::runtime::Runtime, app: &Fixture) {
-    use webhook_secrets::faces;
-    use webhook_secrets::routes;
+    use webhook_secrets::api as routes;
+    use webhook_secrets::compat as faces;
 
     let run = |call: Call, route: &str| -> Answer {
         let req = call.build();

@@ -6,9 +6,9 @@
 Three checks, each failing the run on a mismatch:
 
 1. Code anchors: the strings and fields the filters rely on are still in the source
-   (the "request finished" / "request failed" / "request refused" lines in shared/src/http.rs,
-   the JSON layout in shared/src/logging.rs, AuditRecord in shared/src/audit.rs, SweepSummary in
-   shared/src/sweep.rs, the triggers of the sweep and of the rotation protocol), and every
+   (the "request finished" / "request failed" / "request refused" lines in shared/src/api/http.rs,
+   the JSON layout in shared/src/lambda/logging.rs, AuditRecord in shared/src/audit.rs, SweepSummary in
+   shared/src/vault/sweep.rs, the triggers of the sweep and of the rotation protocol), and every
    function that serves a route has its own server-error filter.
 2. Fixtures: every filter pattern is evaluated against lines of exactly the shape the code
    writes (below, each naming the code that writes it), and the metric each filter publishes
@@ -236,24 +236,27 @@ def published(flt, lines):
 # ---------------------------------------------------------------- code anchors
 
 ANCHORS = {
-    # The per-request lines and their fields (Call::finish_shaped, Call::log_error).
-    "shared/src/http.rs": [
+    # The per-request lines and their fields (Call::finish, Call::log_error).
+    "shared/src/api/http.rs": [
         '"request finished"',
         '"request failed"',
         '"request refused"',
         "route = self.route",
         "status = status.as_u16()",
-        "code = err.code",
-        "if err.status.is_server_error()",
+        "code = err.code.as_str()",
+        "if err.status().is_server_error()",
         # request_id(): the API Gateway request context's id, which the access log's
         # $context.requestId repeats.
         "RequestContext::ApiGatewayV2(ctx)) => ctx.request_id",
+    ],
+    # The error codes the filters name.
+    "shared/src/domain/error_code.rs": [
         '"internal"',
         '"unavailable"',
         '"throttled"',
     ],
     # JSON lines, event fields nested under "fields" (flatten_event is not called).
-    "shared/src/logging.rs": [".json()"],
+    "shared/src/lambda/logging.rs": [".json()"],
     "shared/src/audit.rs": [
         'pub const AUDIT_MARKER: &str = "webhook-secrets";',
         "pub action: &'static str,",
@@ -261,25 +264,25 @@ ANCHORS = {
         "pub status: Option<u16>,",
         "pub trigger: Option<&'static str>,",
     ],
-    "shared/src/sweep.rs": [
+    "shared/src/vault/sweep.rs": [
         'action: "sweep.summary"',
         "pub failed: usize,",
         "pub rotated: usize,",
         "pub deferred: usize,",
         "pub throttled: usize,",
         "pub complete: bool,",
-        "crate::audit::write_line(&summary, false)",
         'trigger: Some("schedule")',
         '"secret.rotate"',
     ],
-    "shared/src/protocol.rs": [
+    "shared/src/lambda/mod.rs": ["crate::audit::write_line(&summary, false)"],
+    "shared/src/vault/protocol.rs": [
         'trigger: Some("secretsmanager-rotation")',
         '"failed".to_owned()',
         '"conflict".to_owned()',
     ],
 }
 
-FORBIDDEN = {"shared/src/logging.rs": ["flatten_event(true)"]}
+FORBIDDEN = {"shared/src/lambda/logging.rs": ["flatten_event(true)"]}
 
 
 def check_anchors(filters, failures):
@@ -297,7 +300,7 @@ def check_anchors(filters, failures):
         for name in files:
             if name.endswith(".rs"):
                 with open(os.path.join(folder, name)) as f:
-                    routes |= set(re.findall(r'Call::begin\(&req, "([a-z0-9-]+)"\)', f.read()))
+                    routes |= set(re.findall(r'(?:Route::native\(|name: )"([a-z0-9-]+)"', f.read()))
     filtered = set()
     for flt in filters.values():
         m = re.fullmatch(
@@ -320,7 +323,7 @@ def check_anchors(filters, failures):
 
 
 def _request(message, level, **fields):
-    """A tracing line as shared/src/logging.rs writes it (tracing_subscriber's JSON format)."""
+    """A tracing line as shared/src/lambda/logging.rs writes it (tracing_subscriber's JSON format)."""
     return {"timestamp": "2026-01-01T00:00:00.000000Z", "level": level,
             "fields": {"message": message, **fields}}
 
@@ -339,7 +342,7 @@ def _audit(action, outcome, status=None, trigger=None, **extra):
 
 
 def _summary(**counts):
-    """A SweepSummary (shared/src/sweep.rs) as serde writes it."""
+    """A SweepSummary (shared/src/vault/sweep.rs) as serde writes it."""
     line = {"audit": "webhook-secrets", "action": "sweep.summary", "run_id": "run",
             "started_at": "2026-01-01T00:00:00Z", "scheduled": 10, "due": 4, "rotated": 0,
             "pruned": 0, "pending_cleared": 0, "skipped": 0, "throttled": 0, "failed": 0,

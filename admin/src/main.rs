@@ -4,9 +4,12 @@
 use clap::{Parser, Subcommand};
 use serde_json::json;
 use std::process::ExitCode;
-use webhook_secrets::audit::{AuditRecord, AuditSink, JsonLinesAudit, AUDIT_MARKER};
-use webhook_secrets::auth::{mint_api_key, ApiKeyRecord, Role};
-use webhook_secrets::ids::{KeyId, TenantId};
+use webhook_secrets::audit::{AuditRecord, AuditSink, JsonLinesAudit};
+use webhook_secrets::auth::keys::ApiKeyRecord;
+use webhook_secrets::auth::Role;
+use webhook_secrets::domain::ids::{KeyId, TenantId};
+use webhook_secrets::store::StoreError;
+use webhook_secrets::vault::VaultError;
 use webhook_secrets::Config;
 
 #[derive(Parser)]
@@ -84,20 +87,16 @@ fn parse_key_id(raw: &str) -> Result<KeyId, String> {
 /// Key changes are audited like API actions; the actor is this command, not an API key.
 fn audit(action: &'static str, record: &ApiKeyRecord, outcome: &str) {
     JsonLinesAudit::stderr().record(&AuditRecord {
-        audit: AUDIT_MARKER,
-        time: chrono::Utc::now(),
-        request_id: format!("admin-{}", uuid::Uuid::new_v4()),
         tenant: Some(record.tenant.to_string()),
-        actor_key_id: None,
-        action,
-        endpoint_id: None,
         key_id: Some(record.key_id.to_string()),
-        secret_version_ids: Vec::new(),
         outcome: outcome.to_owned(),
-        status: None,
-        replayed: false,
-        trigger: None,
+        ..AuditRecord::new(chrono::Utc::now(), admin_request_id(), action)
     });
+}
+
+/// The admin command's audit records carry an id of their own, as a request's would.
+fn admin_request_id() -> String {
+    format!("admin-{}", uuid::Uuid::new_v4())
 }
 
 fn record_json(record: &ApiKeyRecord) -> serde_json::Value {
@@ -125,10 +124,12 @@ async fn main() -> ExitCode {
 async fn run(cli: Cli) -> Result<(), String> {
     let config = Config::from_env().map_err(|e| e.to_string())?;
     let app = config
-        .build(std::sync::Arc::new(webhook_secrets::clock::SystemClock))
+        .build(std::sync::Arc::new(
+            webhook_secrets::domain::clock::SystemClock,
+        ))
         .await
         .map_err(|e| e.to_string())?;
-    let vault = &app.vault;
+    let keys = app.auth.keys();
     let command = match cli.command {
         Command::Keys { command } => command,
         Command::SigningKey {
@@ -140,19 +141,8 @@ async fn run(cli: Cli) -> Result<(), String> {
                 .await
                 .map_err(|e| format!("could not rotate the signing key: {e}"))?;
             JsonLinesAudit::stderr().record(&AuditRecord {
-                audit: AUDIT_MARKER,
-                time: chrono::Utc::now(),
-                request_id: format!("admin-{}", uuid::Uuid::new_v4()),
-                tenant: None,
-                actor_key_id: None,
-                action: "signing_key.rotate",
-                endpoint_id: None,
                 key_id: Some(kid.clone()),
-                secret_version_ids: Vec::new(),
-                outcome: "success".to_owned(),
-                status: None,
-                replayed: false,
-                trigger: None,
+                ..AuditRecord::new(chrono::Utc::now(), admin_request_id(), "signing_key.rotate")
             });
             if json {
                 println!("{}", json!({"kid": kid}));
@@ -164,7 +154,8 @@ async fn run(cli: Cli) -> Result<(), String> {
     };
     match command {
         KeysCommand::Create { tenant, role, json } => {
-            let (key, record) = mint_api_key(vault, tenant, role)
+            let (key, record) = keys
+                .mint(tenant, role)
                 .await
                 .map_err(|e| format!("could not store the key: {e}"))?;
             audit("api_key.create", &record, "success");
@@ -183,8 +174,8 @@ async fn run(cli: Cli) -> Result<(), String> {
             }
         }
         KeysCommand::List { tenant, json } => {
-            let keys = vault
-                .list_api_keys(tenant.as_ref())
+            let keys = keys
+                .list(tenant.as_ref())
                 .await
                 .map_err(|e| format!("could not list keys: {e}"))?;
             if json {
@@ -207,8 +198,8 @@ async fn run(cli: Cli) -> Result<(), String> {
             }
         }
         KeysCommand::Revoke { key_id, json } => {
-            let record = vault.revoke_api_key(&key_id).await.map_err(|e| match e {
-                webhook_secrets::vault::VaultError::NotFound => format!("no key {key_id}"),
+            let record = keys.revoke(&key_id).await.map_err(|e| match e {
+                VaultError::Store(StoreError::NotFound) => format!("no key {key_id}"),
                 other => format!("could not revoke {key_id}: {other}"),
             })?;
             audit("api_key.revoke", &record, "success");

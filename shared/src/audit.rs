@@ -42,6 +42,29 @@ pub struct AuditRecord {
 
 pub const AUDIT_MARKER: &str = "webhook-secrets";
 
+impl AuditRecord {
+    /// A record of `action` at `time` for `request_id` (a request's id, or a sweep run's),
+    /// with no actor, endpoint or versions yet and the outcome `success`; the caller fills in
+    /// what it knows.
+    pub fn new(time: DateTime<Utc>, request_id: impl Into<String>, action: &'static str) -> Self {
+        Self {
+            audit: AUDIT_MARKER,
+            time,
+            request_id: request_id.into(),
+            tenant: None,
+            actor_key_id: None,
+            action,
+            endpoint_id: None,
+            key_id: None,
+            secret_version_ids: Vec::new(),
+            outcome: "success".to_owned(),
+            status: None,
+            replayed: false,
+            trigger: None,
+        }
+    }
+}
+
 pub trait AuditSink: Send + Sync {
     fn record(&self, record: &AuditRecord);
 }
@@ -90,15 +113,12 @@ pub struct MemoryAudit(Mutex<Vec<AuditRecord>>);
 
 impl MemoryAudit {
     pub fn records(&self) -> Vec<AuditRecord> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        crate::domain::lock(&self.0).clone()
     }
 }
 
 impl AuditSink for MemoryAudit {
     fn record(&self, record: &AuditRecord) {
-        self.0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(record.clone());
+        crate::domain::lock(&self.0).push(record.clone());
     }
 }

@@ -1,15 +1,17 @@
-//! Settings, read once at cold start. Every problem is reported as one clear error.
+//! The deployment's settings, read once at cold start, and the [`App`] built from them.
 
 use crate::audit::{AuditSink, JsonLinesAudit};
+use crate::auth::keys::ApiKeys;
+use crate::auth::tokens::TokenService;
 use crate::auth::{Authenticator, MAX_CACHE_TTL};
-use crate::clock::{Clock, SystemClock};
-use crate::store::embedded::EmbeddedStore;
+use crate::domain::clock::{Clock, SystemClock};
+use crate::settings::{non_blank, number, ConfigError};
 use crate::store::secrets_manager::{
     ClientSettings, ReplicaRegion, SecretPlacement, SecretsManagerStore,
 };
 use crate::store::SecretStore;
-use crate::tokens::TokenService;
-use crate::vault::Vault;
+use crate::vault::records::Records;
+use crate::vault::SecretPerEndpoint;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,10 +32,6 @@ pub struct Config {
     pub key_cache_ttl: chrono::Duration,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("configuration error: {0}")]
-pub struct ConfigError(pub String);
-
 impl Config {
     pub fn from_env() -> Result<Self, ConfigError> {
         Self::from_lookup(|name| std::env::var(name).ok())
@@ -50,7 +48,7 @@ impl Config {
     ///   replicated to, and the key there
     /// - `API_KEY_CACHE_TTL_SECONDS`: 0 to 60 (default 60)
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
+        let get = non_blank(lookup);
         let prefix = get("VAULT_PREFIX").unwrap_or_else(|| DEFAULT_PREFIX.to_owned());
         validate_prefix(&prefix)?;
         let backend = match get("VAULT_BACKEND").as_deref().unwrap_or("embedded") {
@@ -87,13 +85,20 @@ impl Config {
         })
     }
 
-    /// Builds the store, vault and authenticator this configuration describes.
+    /// Builds the store, repository and authenticator this configuration describes.
     pub async fn build(&self, clock: Arc<dyn Clock>) -> Result<App, ConfigError> {
         let store: Arc<dyn SecretStore> = match &self.backend {
+            #[cfg(feature = "embedded")]
             Backend::Embedded { path } => Arc::new(
-                EmbeddedStore::open(path, Arc::clone(&clock))
+                crate::store::embedded::EmbeddedStore::open(path, Arc::clone(&clock))
                     .map_err(|e| ConfigError(format!("VAULT_PATH {}: {e}", path.display())))?,
             ),
+            #[cfg(not(feature = "embedded"))]
+            Backend::Embedded { .. } => {
+                return Err(ConfigError(
+                    "VAULT_BACKEND=embedded: this build has no embedded store (deployed functions link only Secrets Manager); set VAULT_BACKEND=secretsmanager".into(),
+                ))
+            }
             Backend::SecretsManager(settings, placement) => Arc::new(
                 SecretsManagerStore::from_env(*settings)
                     .await
@@ -101,16 +106,14 @@ impl Config {
                     .with_placement(placement.clone()),
             ),
         };
-        Ok(App::new(
-            Vault::new(store, &self.prefix, clock),
-            self.key_cache_ttl,
-        ))
+        Ok(App::new(store, &self.prefix, clock, self.key_cache_ttl))
     }
 }
 
 /// The state every function builds once and borrows per request.
 pub struct App {
-    pub vault: Arc<Vault>,
+    pub clock: Arc<dyn Clock>,
+    pub endpoints: Arc<SecretPerEndpoint>,
     pub auth: Authenticator,
     pub tokens: TokenService,
     pub audit: Arc<dyn AuditSink>,
@@ -118,20 +121,33 @@ pub struct App {
 
 impl App {
     /// An app whose audit records go to stdout, as a function's do.
-    pub fn new(vault: Vault, key_cache_ttl: chrono::Duration) -> Self {
-        Self::with_audit(vault, key_cache_ttl, Arc::new(JsonLinesAudit::stdout()))
+    pub fn new(
+        store: Arc<dyn SecretStore>,
+        prefix: &str,
+        clock: Arc<dyn Clock>,
+        key_cache_ttl: chrono::Duration,
+    ) -> Self {
+        let audit = Arc::new(JsonLinesAudit::stdout());
+        Self::with_audit(store, prefix, clock, key_cache_ttl, audit)
     }
 
     pub fn with_audit(
-        vault: Vault,
+        store: Arc<dyn SecretStore>,
+        prefix: &str,
+        clock: Arc<dyn Clock>,
         key_cache_ttl: chrono::Duration,
         audit: Arc<dyn AuditSink>,
     ) -> Self {
-        let vault = Arc::new(vault);
+        let records = || Records::new(Arc::clone(&store), prefix);
         Self {
-            auth: Authenticator::new(Arc::clone(&vault), key_cache_ttl),
-            tokens: TokenService::new(Arc::clone(&vault)),
-            vault,
+            auth: Authenticator::new(ApiKeys::new(records(), Arc::clone(&clock)), key_cache_ttl),
+            tokens: TokenService::new(records(), Arc::clone(&clock)),
+            endpoints: Arc::new(SecretPerEndpoint::new(
+                Arc::clone(&store),
+                prefix,
+                Arc::clone(&clock),
+            )),
+            clock,
             audit,
         }
     }
@@ -140,22 +156,6 @@ impl App {
     pub async fn from_env() -> Result<Self, ConfigError> {
         Config::from_env()?.build(Arc::new(SystemClock)).await
     }
-}
-
-fn number(
-    get: &impl Fn(&str) -> Option<String>,
-    name: &str,
-    min: u64,
-    max: u64,
-) -> Result<Option<u64>, ConfigError> {
-    get(name)
-        .map(|raw| match raw.trim().parse::<u64>() {
-            Ok(n) if (min..=max).contains(&n) => Ok(n),
-            _ => Err(ConfigError(format!(
-                "{name} is {raw:?}; it must be a whole number from {min} to {max}"
-            ))),
-        })
-        .transpose()
 }
 
 /// The KMS key and replica region new secrets get (template parameters `SecretsKmsKey`,

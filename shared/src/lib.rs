@@ -1,44 +1,39 @@
-//! Webhook signing secrets: generation, the vault on AWS Secrets Manager (or an embedded
-//! SQLite twin), API keys, and the native HTTP routes that every Lambda function serves.
+//! Webhook signing secrets: generation, rotation, signing and verification, kept in AWS
+//! Secrets Manager (or an embedded SQLite twin for local work).
+//!
+//! The layers, each importing only those listed before it (a test fails on any cycle):
+//!
+//! - [`settings`]: reading numeric and other settings, one error type for them;
+//! - [`domain`]: pure types and rules, no I/O;
+//! - [`store`]: the storage port and its two backends;
+//! - [`audit`]: audit records and where they go;
+//! - [`vault`]: the endpoints repository, the product's own records, the sweep and the
+//!   rotation protocol;
+//! - [`auth`]: API keys, the authenticator, access tokens;
+//! - [`config`]: the [`App`] every function builds once from its settings;
+//! - `api`, `compat`, `lambda` (feature `lambda`): the native HTTP routes, the five seed
+//!   contracts, and the Lambda entry points.
+
+pub mod settings;
+
+pub mod domain;
+
+pub mod store;
 
 pub mod audit;
-pub mod auth;
-pub mod clock;
-pub mod config;
-pub mod endpoint;
-pub mod faces;
-pub mod http;
-pub mod idempotency;
-pub mod ids;
-pub mod logging;
-pub mod protocol;
-pub mod routes;
-pub mod schedule;
-pub mod secret;
-pub mod signature;
-pub mod store;
-pub mod sweep;
-pub mod tokens;
+
 pub mod vault;
 
-pub use config::{App, Config, ConfigError};
-#[doc(hidden)]
-pub use {lambda_http as __lambda_http, tracing as __tracing};
+pub mod auth;
 
-/// Runs one native route as a Lambda function: builds the app once, then serves requests.
-/// A configuration problem is logged once, clearly, and fails the cold start.
-#[macro_export]
-macro_rules! serve {
-    ($route:path) => {{
-        $crate::logging::init();
-        let app = match $crate::App::from_env().await {
-            Ok(app) => app,
-            Err(err) => {
-                $crate::__tracing::error!(error = %err, "cannot start");
-                return Err(err.into());
-            }
-        };
-        let app = &app;
-        $crate::__lambda_http::run($crate::__lambda_http::service_fn(move |req| $route(app, req))).await
-    }};
-}
+pub mod config;
+
+#[cfg(feature = "lambda")]
+pub mod api;
+#[cfg(feature = "lambda")]
+pub mod compat;
+#[cfg(feature = "lambda")]
+pub mod lambda;
+
+pub use config::{App, Config};
+pub use settings::ConfigError;

@@ -21,14 +21,14 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use webhook_secrets::audit::MemoryAudit;
-use webhook_secrets::clock::ManualClock;
-use webhook_secrets::endpoint::{GracePeriod, NewEndpoint, RotationPolicy, SecretSource};
-use webhook_secrets::ids::{EndpointId, TenantId};
-use webhook_secrets::secret::SecretSpec;
+use webhook_secrets::domain::clock::ManualClock;
+use webhook_secrets::domain::endpoint::{GracePeriod, NewEndpoint, RotationPolicy, SecretSource};
+use webhook_secrets::domain::ids::EndpointId;
+use webhook_secrets::domain::secret::SecretSpec;
 use webhook_secrets::store::secrets_manager::{ClientSettings, SecretsManagerStore};
-use webhook_secrets::store::ListFilter;
-use webhook_secrets::sweep::{sweep, SweepSettings, SweepSummary};
-use webhook_secrets::vault::{Rotation, Vault, VaultError};
+use webhook_secrets::store::StoreError;
+use webhook_secrets::vault::sweep::{sweep, SweepSettings, SweepSummary};
+use webhook_secrets::vault::{EndpointRepository, Rotation, SecretPerEndpoint, VaultError};
 
 const PERIOD_DAYS: i64 = 30;
 
@@ -39,9 +39,9 @@ fn setting(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
-async fn vault_at(endpoint_url: &str, prefix: &str, clock: Arc<ManualClock>) -> Vault {
+async fn vault_at(endpoint_url: &str, prefix: &str, clock: Arc<ManualClock>) -> SecretPerEndpoint {
     let client = integration_tests::sdk_client(endpoint_url, ClientSettings::default()).await;
-    Vault::new(Arc::new(SecretsManagerStore::new(client)), prefix, clock)
+    SecretPerEndpoint::new(Arc::new(SecretsManagerStore::new(client)), prefix, clock)
 }
 
 fn new_endpoint(id: &str, rotation_policy: Option<RotationPolicy>) -> NewEndpoint {
@@ -73,7 +73,7 @@ async fn main() {
     let moto = std::env::var("AWS_ENDPOINT_URL").expect("AWS_ENDPOINT_URL: the moto server");
     let prefix = format!("bench{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
     let clock = Arc::new(ManualClock::new(Utc::now()));
-    let tenant = TenantId::parse("acme").unwrap();
+    let tenant = integration_tests::owner_of("acme");
     let policy = RotationPolicy::new(PERIOD_DAYS as u64, GracePeriod::default()).unwrap();
 
     eprintln!("creating {endpoints} endpoints under a {PERIOD_DAYS}-day policy (directly on moto)");
@@ -141,8 +141,8 @@ async fn main() {
                     let rotation = Rotation::immediate(SecretSource::LikeCurrent);
                     let slot = match vault.rotate_secret(&tenant, &id, rotation).await {
                         Ok(_) => 0,
-                        Err(VaultError::Throttled) => 1,
-                        Err(VaultError::Conflict) => 2,
+                        Err(VaultError::Store(StoreError::Throttled)) => 1,
+                        Err(VaultError::Store(StoreError::Conflict)) => 2,
                         Err(_) => 3,
                     };
                     counts[slot].fetch_add(1, Ordering::Relaxed);
@@ -192,19 +192,12 @@ async fn main() {
     let mut rotated_once = 0usize;
     let mut rotated_more = 0usize;
     let mut cursor: Option<String> = None;
-    let list_prefix = format!("{prefix}/acme/");
     loop {
         let page = direct
-            .store()
-            .list(ListFilter::prefix(&list_prefix), cursor.as_deref(), 100)
+            .list_endpoints(tenant.tenant(), cursor.as_deref(), 100)
             .await
             .expect("list");
-        let records = futures::future::join_all(page.secrets.iter().map(|listed| {
-            let id = direct.endpoint_of(&listed.name).unwrap().1;
-            let (direct, tenant) = (&direct, &tenant);
-            async move { direct.get_endpoint(tenant, &id).await.expect("read").record }
-        }))
-        .await;
+        let records = page.endpoints;
         for record in records {
             // The interactive endpoints have no policy and no place in the count.
             let Some(original) = originals.get(record.endpoint.id.as_str()) else {
@@ -218,7 +211,7 @@ async fn main() {
                 rotated_more += 1;
             }
         }
-        match page.next {
+        match page.next_cursor {
             Some(next) => cursor = Some(next),
             None => break,
         }

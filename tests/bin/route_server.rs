@@ -30,7 +30,7 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::net::TcpListener;
-use webhook_secrets::{faces, routes, App};
+use webhook_secrets::{api as routes, compat as faces, App};
 
 /// The functions, one per route, as named in the router table.
 #[derive(Debug, Clone, Copy)]
@@ -253,7 +253,7 @@ fn options() -> Result<Options, String> {
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    webhook_secrets::logging::init();
+    webhook_secrets::lambda::logging::init();
     let options = options()?;
     let app = match App::from_env().await {
         Ok(app) => Arc::new(app),

@@ -1,4 +1,4 @@
-"""Signs and verifies with third-party Standard Webhooks libraries, for tests/interop.rs.
+"""Signs and verifies with third-party Standard Webhooks libraries, for tests/it/interop.rs.
 
     webhook_libs.py verify LIB SECRET   < request.json   exit 0 if it verifies, 1 if it does not
     webhook_libs.py sign   LIB SECRET   < request.json   prints the webhook-signature header

@@ -11,13 +11,12 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use webhook_secrets::audit::MemoryAudit;
-use webhook_secrets::auth::{mint_api_key, Role};
-use webhook_secrets::clock::{Clock, ManualClock};
-use webhook_secrets::ids::TenantId;
+use webhook_secrets::auth::{Principal, Role, Writer};
+use webhook_secrets::domain::clock::{Clock, ManualClock};
+use webhook_secrets::domain::ids::TenantId;
 use webhook_secrets::store::embedded::EmbeddedStore;
 use webhook_secrets::store::secrets_manager::{ClientSettings, SecretsManagerStore};
 use webhook_secrets::store::SecretStore;
-use webhook_secrets::vault::Vault;
 use webhook_secrets::App;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,15 +70,15 @@ pub fn receiver_accepts(
     payload: &str,
     now: chrono::DateTime<Utc>,
 ) -> bool {
-    let version = webhook_secrets::endpoint::SecretVersion {
-        version_id: webhook_secrets::ids::VersionId::generate(),
-        value: webhook_secrets::secret::WebhookSecret::parse(secret).unwrap(),
+    let version = webhook_secrets::domain::endpoint::SecretVersion {
+        version_id: webhook_secrets::domain::ids::VersionId::generate(),
+        value: webhook_secrets::domain::secret::WebhookSecret::parse(secret).unwrap(),
         created_at: now,
         replaces: None,
         expires_at: None,
     };
     let headers = &signed["headers"];
-    webhook_secrets::signature::verify(
+    webhook_secrets::domain::signature::verify(
         &[&version],
         headers["webhook-id"].as_str().unwrap(),
         headers["webhook-timestamp"].as_str().unwrap(),
@@ -113,6 +112,9 @@ pub fn start_of_test_time() -> chrono::DateTime<Utc> {
 /// An app on one backend, a manual clock, and keys of each role for tenant `acme`.
 pub struct TestApp {
     pub app: App,
+    /// The app's store, for tests that look beneath the repository (labels, versions).
+    pub store: Arc<dyn SecretStore>,
+    pub prefix: String,
     pub clock: Arc<ManualClock>,
     pub audit: Arc<MemoryAudit>,
     pub backend: Backend,
@@ -141,11 +143,19 @@ impl TestApp {
     ) -> Self {
         let clock = Arc::new(ManualClock::new(now));
         let (store, prefix) = store(backend, clock.clone()).await;
-        let vault = Vault::new(wrap(store), prefix, clock.clone());
+        let store = wrap(store);
         let audit = Arc::new(MemoryAudit::default());
-        let app = App::with_audit(vault, chrono::Duration::seconds(60), audit.clone());
+        let app = App::with_audit(
+            Arc::clone(&store),
+            &prefix,
+            clock.clone(),
+            chrono::Duration::seconds(60),
+            audit.clone(),
+        );
         let mut test = Self {
             app,
+            store,
+            prefix,
             clock,
             audit,
             backend,
@@ -164,7 +174,7 @@ impl TestApp {
     pub async fn create(&self, body: Value) -> Value {
         let call = Call::post("/v1/endpoints").bearer(&self.owner).json(body);
         let created = answer(
-            webhook_secrets::routes::create_endpoint(&self.app, call.build())
+            webhook_secrets::api::create_endpoint(&self.app, call.build())
                 .await
                 .expect("routes always answer Ok"),
         );
@@ -181,7 +191,7 @@ impl TestApp {
         }
         let call = Call::post("/x").bearer(&self.member).id(id).json(body);
         let signed = answer(
-            webhook_secrets::routes::sign_message(&self.app, call.build())
+            webhook_secrets::api::sign_message(&self.app, call.build())
                 .await
                 .expect("routes always answer Ok"),
         );
@@ -196,7 +206,7 @@ impl TestApp {
             .id(id)
             .json(serde_json::json!({"headers": headers, "payload": payload}));
         let verified = answer(
-            webhook_secrets::routes::verify_message(&self.app, call.build())
+            webhook_secrets::api::verify_message(&self.app, call.build())
                 .await
                 .expect("routes always answer Ok"),
         );
@@ -206,11 +216,27 @@ impl TestApp {
 
     /// Mints a key and returns the whole key string.
     pub async fn mint(&self, tenant: &str, role: Role) -> String {
-        let (key, _) = mint_api_key(&self.app.vault, TenantId::parse(tenant).unwrap(), role)
+        let (key, _) = self
+            .app
+            .auth
+            .keys()
+            .mint(TenantId::parse(tenant).unwrap(), role)
             .await
             .expect("mint a key");
         key.expose().to_string()
     }
+}
+
+/// The write capability of an owner of `tenant`, for tests that call the endpoints
+/// repository directly.
+pub fn owner_of(tenant: &str) -> Writer {
+    Principal {
+        tenant: TenantId::parse(tenant).unwrap(),
+        key_id: webhook_secrets::domain::ids::KeyId::generate(),
+        role: Role::Owner,
+    }
+    .writer()
+    .unwrap()
 }
 
 /// A request as API Gateway (HTTP API, payload 2.0) hands it to a function.
@@ -329,7 +355,7 @@ pub fn answer(response: Response<Body>) -> Answer {
 macro_rules! invoke {
     ($route:ident, $app:expr, $call:expr) => {
         $crate::answer(
-            webhook_secrets::routes::$route(&$app.app, $call.build())
+            webhook_secrets::api::$route(&$app.app, $call.build())
                 .await
                 .expect("routes always answer Ok"),
         )

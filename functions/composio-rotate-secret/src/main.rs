@@ -1,4 +1,4 @@
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
-    webhook_secrets::serve!(webhook_secrets::faces::composio::rotate_subscription_secret)
+    webhook_secrets::serve!(webhook_secrets::compat::composio::rotate_subscription_secret)
 }

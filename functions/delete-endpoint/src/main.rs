@@ -1,4 +1,4 @@
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
-    webhook_secrets::serve!(webhook_secrets::routes::delete_endpoint)
+    webhook_secrets::serve!(webhook_secrets::api::delete_endpoint)
 }

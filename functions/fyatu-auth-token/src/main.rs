@@ -1,4 +1,4 @@
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
-    webhook_secrets::serve!(webhook_secrets::faces::fyatu::issue_token)
+    webhook_secrets::serve!(webhook_secrets::compat::fyatu::issue_token)
 }

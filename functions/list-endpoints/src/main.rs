@@ -1,4 +1,4 @@
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
-    webhook_secrets::serve!(webhook_secrets::routes::list_endpoints)
+    webhook_secrets::serve!(webhook_secrets::api::list_endpoints)
 }

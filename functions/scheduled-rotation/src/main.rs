@@ -1,25 +1,19 @@
 use lambda_runtime::{service_fn, Error, LambdaEvent};
-use webhook_secrets::sweep::{handle_event, SweepSettings};
+use webhook_secrets::lambda::{handle_sweep, start};
+use webhook_secrets::vault::sweep::SweepSettings;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    webhook_secrets::logging::init();
-    let started = async {
-        Ok::<_, webhook_secrets::ConfigError>((
+    let (app, settings) = start(async {
+        Ok((
             webhook_secrets::App::from_env().await?,
             SweepSettings::from_env()?,
         ))
-    };
-    let (app, settings) = match started.await {
-        Ok(started) => started,
-        Err(err) => {
-            tracing::error!(error = %err, "cannot start");
-            return Err(err.into());
-        }
-    };
+    })
+    .await?;
     let (app, settings) = (&app, &settings);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<serde_json::Value>| {
-        handle_event(app, settings, event)
+        handle_sweep(app, settings, event)
     }))
     .await
 }

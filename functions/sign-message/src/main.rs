@@ -1,4 +1,4 @@
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
-    webhook_secrets::serve!(webhook_secrets::routes::sign_message)
+    webhook_secrets::serve!(webhook_secrets::api::sign_message)
 }

@@ -9,8 +9,8 @@ use super::{
     decode_cursor, encode_cursor, ListFilter, ListPage, ListedSecret, SecretName, SecretStore,
     StoreError, StoredValue, StoredVersion, VersionStages, VERSIONS_PER_DAY,
 };
-use crate::clock::Clock;
-use crate::ids::VersionId;
+use crate::domain::clock::Clock;
+use crate::domain::ids::VersionId;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
@@ -80,7 +80,7 @@ impl EmbeddedStore {
         let conn = Arc::clone(&self.conn);
         let now = self.clock.now();
         tokio::task::spawn_blocking(move || {
-            let mut conn = conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            let mut conn = crate::domain::lock(&conn);
             work(&mut conn, now)
         })
         .await

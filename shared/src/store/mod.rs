@@ -3,10 +3,11 @@
 //! Two backends implement it: [`secrets_manager::SecretsManagerStore`] and
 //! [`embedded::EmbeddedStore`]. One behaviour suite (in `tests/`) runs against both.
 
+#[cfg(feature = "embedded")]
 pub mod embedded;
 pub mod secrets_manager;
 
-use crate::ids::VersionId;
+use crate::domain::ids::VersionId;
 use async_trait::async_trait;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;

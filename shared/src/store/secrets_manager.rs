@@ -10,7 +10,7 @@ use super::{
     decode_cursor, encode_cursor, ListFilter, ListPage, ListedSecret, SecretName, SecretStore,
     StoreError, StoredValue, StoredVersion, VersionStages,
 };
-use crate::ids::VersionId;
+use crate::domain::ids::VersionId;
 use async_trait::async_trait;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;

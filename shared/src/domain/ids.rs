@@ -1,0 +1,247 @@
+//! Identifiers, parsed once at the edge so the rest of the code never re-checks them.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct InvalidId(pub &'static str);
+
+fn is_id_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || c == '_' || c == '-'
+}
+
+/// A tenant: lowercase letters, digits and `-`, 1 to 63 characters, starting with a letter or
+/// digit. The vault keeps records that are not a tenant's under names that start with `_`,
+/// which this rule keeps out of reach.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct TenantId(String);
+
+impl TenantId {
+    pub fn parse(raw: &str) -> Result<Self, InvalidId> {
+        let valid = (1..=63).contains(&raw.len())
+            && raw
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+            && !raw.starts_with('-');
+        if valid {
+            Ok(Self(raw.to_owned()))
+        } else {
+            Err(InvalidId(
+                "a tenant is 1 to 63 characters of a-z, 0-9 and '-', not starting with '-'",
+            ))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// An endpoint id: `[A-Za-z0-9_-]{1,64}`, so ids chosen by migrating users fit.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct EndpointId(String);
+
+impl EndpointId {
+    pub fn parse(raw: &str) -> Result<Self, InvalidId> {
+        if (1..=64).contains(&raw.len()) && raw.chars().all(is_id_char) {
+            Ok(Self(raw.to_owned()))
+        } else {
+            Err(InvalidId(
+                "an endpoint id is 1 to 64 characters of A-Z, a-z, 0-9, '_' and '-'",
+            ))
+        }
+    }
+
+    /// Whether this id names one of a tenant's account-level secrets: every id starting with
+    /// `_` is reserved for them, and native creates may not use one. They change only through
+    /// their own contracts.
+    pub fn is_account_secret(&self) -> bool {
+        self.0.starts_with('_')
+    }
+
+    /// A product-defined id, known valid.
+    pub(crate) fn reserved(id: &'static str) -> Self {
+        Self(id.to_owned())
+    }
+
+    /// A new id: `ep_` and 24 hex digits of randomness.
+    pub fn generate() -> Self {
+        Self(format!("ep_{}", random_hex(12)))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// The public half of an API key: `ak_` and 20 hex digits.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct KeyId(String);
+
+impl KeyId {
+    pub fn parse(raw: &str) -> Result<Self, InvalidId> {
+        let valid = raw.len() == 23
+            && raw.starts_with("ak_")
+            && raw[3..]
+                .chars()
+                .all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c));
+        if valid {
+            Ok(Self(raw.to_owned()))
+        } else {
+            Err(InvalidId("an API key id is \"ak_\" and 20 hex digits"))
+        }
+    }
+
+    pub fn generate() -> Self {
+        Self(format!("ak_{}", random_hex(10)))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A version of a stored secret. On Secrets Manager it is the `ClientRequestToken` /
+/// `VersionId`, which must be 32 to 64 characters; a hyphenated UUID is 36.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct VersionId(String);
+
+impl VersionId {
+    pub fn parse(raw: &str) -> Result<Self, InvalidId> {
+        if (32..=64).contains(&raw.len()) && raw.chars().all(is_id_char) {
+            Ok(Self(raw.to_owned()))
+        } else {
+            Err(InvalidId(
+                "a version id is 32 to 64 characters of A-Z, a-z, 0-9, '_' and '-'",
+            ))
+        }
+    }
+
+    pub fn generate() -> Self {
+        Self(uuid::Uuid::new_v4().hyphenated().to_string())
+    }
+
+    /// A version id that carries `issued_at`, the moment the secret it holds was issued: a
+    /// UUID v7 whose timestamp is that moment. Listing a secret returns its current version id
+    /// for free, so the scheduler reads each secret's age from the listing alone, and the time
+    /// comes from the product's own clock.
+    pub fn stamped(issued_at: DateTime<Utc>) -> Self {
+        let millis = u64::try_from(issued_at.timestamp_millis()).unwrap_or(0);
+        let timestamp = uuid::Timestamp::from_unix(
+            uuid::NoContext,
+            millis / 1000,
+            (millis % 1000) as u32 * 1_000_000,
+        );
+        Self(uuid::Uuid::new_v7(timestamp).hyphenated().to_string())
+    }
+
+    /// The issue time a [`VersionId::stamped`] id carries, to the millisecond; `None` for any
+    /// other id (Secrets Manager's rotation picks its own).
+    pub fn stamp(&self) -> Option<DateTime<Utc>> {
+        let uuid = uuid::Uuid::try_parse(&self.0).ok()?;
+        if uuid.get_version() != Some(uuid::Version::SortRand) {
+            return None;
+        }
+        let (secs, nanos) = uuid.get_timestamp()?.to_unix();
+        DateTime::from_timestamp(i64::try_from(secs).ok()?, nanos)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Ids are public, not secrets: they need uniqueness, not secrecy, so if the OS generator
+/// ever fails a UUID v4's randomness stands in rather than failing the request.
+fn random_hex(bytes: usize) -> String {
+    let mut buf = [0u8; 16];
+    let buf = &mut buf[..bytes.min(16)];
+    if getrandom::fill(buf).is_err() {
+        buf.copy_from_slice(&uuid::Uuid::new_v4().as_bytes()[..buf.len()]);
+    }
+    super::hex(buf)
+}
+
+macro_rules! string_newtype_impls {
+    ($($name:ident),*) => {$(
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+        impl TryFrom<String> for $name {
+            type Error = InvalidId;
+            fn try_from(raw: String) -> Result<Self, Self::Error> {
+                Self::parse(&raw)
+            }
+        }
+        impl From<$name> for String {
+            fn from(id: $name) -> String {
+                id.0
+            }
+        }
+    )*};
+}
+
+string_newtype_impls!(TenantId, EndpointId, KeyId, VersionId);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoint_ids_follow_the_documented_pattern() {
+        for ok in ["a", "wh_end_123", "ABC-def_9", &"x".repeat(64)] {
+            assert!(EndpointId::parse(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "a/b", "a.b", "é", &"x".repeat(65), "a b"] {
+            assert!(EndpointId::parse(bad).is_err(), "{bad}");
+        }
+        let generated = EndpointId::generate();
+        assert!(EndpointId::parse(generated.as_str()).is_ok());
+    }
+
+    #[test]
+    fn tenants_cannot_reach_reserved_names() {
+        assert!(TenantId::parse("acme").is_ok());
+        assert!(TenantId::parse("acme-2").is_ok());
+        for bad in ["", "_api-keys", "Acme", "-acme", "a/b", &"a".repeat(64)] {
+            assert!(TenantId::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn key_and_version_ids_round_trip() {
+        let key = KeyId::generate();
+        assert_eq!(KeyId::parse(key.as_str()).unwrap(), key);
+        let version = VersionId::generate();
+        assert_eq!(VersionId::parse(version.as_str()).unwrap(), version);
+        assert!(KeyId::parse("ak_123").is_err());
+        assert!(VersionId::parse("short").is_err());
+    }
+
+    #[test]
+    fn stamped_version_ids_carry_their_issue_time() {
+        let at = DateTime::parse_from_rfc3339("2026-03-01T12:34:56.789Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let first = VersionId::stamped(at);
+        let second = VersionId::stamped(at);
+        assert_ne!(first, second, "stamped ids stay unique");
+        assert_eq!(first.stamp(), Some(at));
+        assert_eq!(VersionId::parse(first.as_str()).unwrap(), first);
+        assert_eq!(VersionId::generate().stamp(), None);
+        assert_eq!(
+            VersionId::parse("0123456789abcdef0123456789abcdef")
+                .unwrap()
+                .stamp(),
+            None
+        );
+    }
+}
