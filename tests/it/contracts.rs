@@ -4,7 +4,7 @@
 //! change: after a rotation through any contract, the native reveal shows the new secret, it
 //! signs and verifies, and the old one no longer does.
 
-use integration_tests::{answer, invoke, on_every_backend, Answer, Backend, Call, TestApp};
+use integration_tests::{face, invoke, on_every_backend, Answer, Backend, Call, TestApp};
 use serde_json::{json, Value};
 use webhook_secrets::auth::Role;
 use webhook_secrets::domain::clock::Clock;
@@ -35,17 +35,6 @@ fn assert_matches(file: &str, response: &str, answer: &Answer) {
         answer.request_id.is_some(),
         "every response carries x-request-id"
     );
-}
-
-/// Invokes a contract's route function.
-macro_rules! face {
-    ($module:ident :: $route:ident, $app:expr, $call:expr) => {
-        answer(
-            webhook_secrets::compat::$module::$route(&$app.app, $call.build())
-                .await
-                .expect("routes always answer Ok"),
-        )
-    };
 }
 
 async fn create(app: &TestApp, id: &str, extra: Value) -> Value {

@@ -5,8 +5,9 @@
 //! case asserts the status and the error body.
 
 use async_trait::async_trait;
+use integration_tests::interposed::{BeforeReplace, Interposed};
 use integration_tests::{
-    answer, assert_error, invoke, on_every_backend, start_of_test_time, Answer, Backend, Call,
+    assert_error, face, invoke, on_every_backend, start_of_test_time, Answer, Backend, Call,
     TestApp,
 };
 use lambda_http::http::Method;
@@ -16,23 +17,9 @@ use std::sync::Arc;
 use webhook_secrets::audit::AuditRecord;
 use webhook_secrets::compat::SWAP_ATTEMPTS;
 use webhook_secrets::domain::ids::{TenantId, VersionId};
-use webhook_secrets::store::{
-    ListFilter, ListPage, SecretName, SecretStore, StoreError, StoredValue, StoredVersion,
-    VersionStages,
-};
+use webhook_secrets::store::{SecretName, SecretStore, StoreError, StoredValue};
 use webhook_secrets::vault::AccountSecret;
 use webhook_secrets::vault::EndpointRepository;
-
-/// Invokes a seed contract's route function.
-macro_rules! face {
-    ($module:ident :: $route:ident, $app:expr, $call:expr) => {
-        answer(
-            webhook_secrets::compat::$module::$route(&$app.app, $call.build())
-                .await
-                .expect("routes always answer Ok"),
-        )
-    };
-}
 
 fn patch(path: &str) -> Call {
     Call::new(Method::PATCH, path)
@@ -628,27 +615,25 @@ async fn account_secrets_change_only_through_their_own_contracts(backend: Backen
 
 // ---- seed contracts: no undocumented status ----
 
-/// A store that loses every compare-and-swap while `lose` allows (the way a rotation in
-/// another process would make it lose), or refuses every new version as over the quota.
-struct RacingStore {
-    inner: Arc<dyn SecretStore>,
+/// Loses every compare-and-swap while `lose` allows (the way a rotation in another process
+/// would make it lose), or refuses every new version as over the quota.
+#[derive(Default)]
+struct Racing {
     /// Swaps still to lose; `u32::MAX` loses them all.
     lose: AtomicU32,
     over_quota: AtomicBool,
     swaps: AtomicU32,
 }
 
-impl RacingStore {
-    fn wrap(inner: Arc<dyn SecretStore>) -> Arc<Self> {
-        Arc::new(Self {
-            inner,
-            lose: AtomicU32::new(0),
-            over_quota: AtomicBool::new(false),
-            swaps: AtomicU32::new(0),
-        })
-    }
-
-    fn swap_outcome(&self) -> Result<(), StoreError> {
+#[async_trait]
+impl BeforeReplace for Racing {
+    async fn before_replace(
+        &self,
+        _: &dyn SecretStore,
+        _: &SecretName,
+        _: &VersionId,
+        _: &StoredValue,
+    ) -> Result<(), StoreError> {
         self.swaps.fetch_add(1, Ordering::SeqCst);
         if self.over_quota.load(Ordering::SeqCst) {
             return Err(StoreError::VersionQuota);
@@ -669,102 +654,14 @@ impl RacingStore {
     }
 }
 
-#[async_trait]
-impl SecretStore for RacingStore {
-    async fn create(
-        &self,
-        name: &SecretName,
-        token: &VersionId,
-        value: &StoredValue,
-        tags: &[(String, String)],
-    ) -> Result<(), StoreError> {
-        self.inner.create(name, token, value, tags).await
-    }
-
-    async fn read_current(&self, name: &SecretName) -> Result<StoredVersion, StoreError> {
-        self.inner.read_current(name).await
-    }
-
-    async fn read_version(
-        &self,
-        name: &SecretName,
-        version: &VersionId,
-    ) -> Result<StoredVersion, StoreError> {
-        self.inner.read_version(name, version).await
-    }
-
-    async fn replace_current(
-        &self,
-        name: &SecretName,
-        expected: &VersionId,
-        token: &VersionId,
-        value: &StoredValue,
-    ) -> Result<(), StoreError> {
-        self.swap_outcome()?;
-        self.inner
-            .replace_current(name, expected, token, value)
-            .await
-    }
-
-    async fn delete(&self, name: &SecretName) -> Result<(), StoreError> {
-        self.inner.delete(name).await
-    }
-
-    async fn list(
-        &self,
-        filter: ListFilter<'_>,
-        cursor: Option<&str>,
-        limit: usize,
-    ) -> Result<ListPage, StoreError> {
-        self.inner.list(filter, cursor, limit).await
-    }
-
-    async fn stages(&self, name: &SecretName) -> Result<VersionStages, StoreError> {
-        self.inner.stages(name).await
-    }
-
-    async fn set_tags(
-        &self,
-        name: &SecretName,
-        set: &[(String, String)],
-        remove: &[String],
-    ) -> Result<(), StoreError> {
-        self.inner.set_tags(name, set, remove).await
-    }
-
-    async fn put_pending(
-        &self,
-        name: &SecretName,
-        token: &VersionId,
-        value: &StoredValue,
-    ) -> Result<(), StoreError> {
-        self.inner.put_pending(name, token, value).await
-    }
-
-    async fn promote(
-        &self,
-        name: &SecretName,
-        token: &VersionId,
-        expected: &VersionId,
-    ) -> Result<(), StoreError> {
-        self.inner.promote(name, token, expected).await
-    }
-
-    async fn remove_pending(
-        &self,
-        name: &SecretName,
-        version: &VersionId,
-    ) -> Result<(), StoreError> {
-        self.inner.remove_pending(name, version).await
-    }
-}
+type RacingStore = Interposed<Racing>;
 
 const OBJECT_ID: &str = "507f1f77bcf86cd799439011";
 
 async fn racing_app(backend: Backend) -> (TestApp, Arc<RacingStore>) {
     let mut racing = None;
     let app = TestApp::with_store(backend, start_of_test_time(), |inner| {
-        let store = RacingStore::wrap(inner);
+        let store = Interposed::wrap(inner, Racing::default());
         racing = Some(store.clone());
         store as Arc<dyn SecretStore>
     })
@@ -860,11 +757,15 @@ async fn contracts_retry_a_lost_race(backend: Backend) {
     let (app, racing) = racing_app(backend).await;
     let jwt = fyatu_token(&app).await;
     for name in CONTRACTS {
-        racing.lose.store(SWAP_ATTEMPTS - 1, Ordering::SeqCst);
-        racing.swaps.store(0, Ordering::SeqCst);
+        racing.hook.lose.store(SWAP_ATTEMPTS - 1, Ordering::SeqCst);
+        racing.hook.swaps.store(0, Ordering::SeqCst);
         let answered = rotate_through(&app, &jwt, name).await;
         assert_eq!(answered.status, 200, "{name}: {}", answered.body);
-        assert_eq!(racing.swaps.load(Ordering::SeqCst), SWAP_ATTEMPTS, "{name}");
+        assert_eq!(
+            racing.hook.swaps.load(Ordering::SeqCst),
+            SWAP_ATTEMPTS,
+            "{name}"
+        );
         let revealed = invoke!(
             reveal_secret,
             app,
@@ -881,14 +782,14 @@ async fn contracts_retry_a_lost_race(backend: Backend) {
 async fn contracts_answer_only_documented_statuses_when_races_keep_being_lost(backend: Backend) {
     let (app, racing) = racing_app(backend).await;
     let jwt = fyatu_token(&app).await;
-    racing.lose.store(u32::MAX, Ordering::SeqCst);
-    racing.swaps.store(0, Ordering::SeqCst);
+    racing.hook.lose.store(u32::MAX, Ordering::SeqCst);
+    racing.hook.swaps.store(0, Ordering::SeqCst);
     let mut answers = Vec::new();
     for name in CONTRACTS {
         answers.push((name, rotate_through(&app, &jwt, name).await));
     }
     assert_eq!(
-        racing.swaps.load(Ordering::SeqCst),
+        racing.hook.swaps.load(Ordering::SeqCst),
         5 * SWAP_ATTEMPTS,
         "each contract retries a bounded number of times"
     );
@@ -936,8 +837,8 @@ async fn contracts_answer_only_documented_statuses_when_races_keep_being_lost(ba
     );
 
     // Past the version quota: the documented throttling status where there is one.
-    racing.lose.store(0, Ordering::SeqCst);
-    racing.over_quota.store(true, Ordering::SeqCst);
+    racing.hook.lose.store(0, Ordering::SeqCst);
+    racing.hook.over_quota.store(true, Ordering::SeqCst);
     for name in CONTRACTS {
         let refused = rotate_through(&app, &jwt, name).await;
         match name {

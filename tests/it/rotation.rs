@@ -4,6 +4,7 @@
 
 use async_trait::async_trait;
 use chrono::Duration;
+use integration_tests::interposed::{BeforeReplace, Interposed};
 use integration_tests::{
     assert_error, invoke, on_every_backend, receiver_accepts, start_of_test_time, Backend, Call,
     TestApp,
@@ -12,11 +13,8 @@ use serde_json::{json, Value};
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use webhook_secrets::domain::clock::Clock;
-use webhook_secrets::domain::ids::{EndpointId, TenantId, VersionId};
-use webhook_secrets::store::{
-    ListFilter, ListPage, SecretName, SecretStore, StoreError, StoredValue, StoredVersion,
-    VersionStages,
-};
+use webhook_secrets::domain::ids::VersionId;
+use webhook_secrets::store::{SecretName, SecretStore, StoreError, StoredValue};
 
 async fn endpoint(app: &TestApp, id: &str) -> Value {
     app.create(json!({"id": id, "url": "https://example.com/hook"}))
@@ -343,12 +341,7 @@ async fn reveal_shows_every_valid_secret_to_owners_and_admins(backend: Backend) 
 async fn retried_rotation_returns_the_same_secret(backend: Backend) {
     let app = TestApp::new(backend).await;
     endpoint(&app, "ep").await;
-    let tenant = TenantId::parse("acme").unwrap();
-    let name = app
-        .app
-        .endpoints
-        .secret_name(&tenant, &EndpointId::parse("ep").unwrap())
-        .unwrap();
+    let name = app.secret_name("ep");
     let versions_before = app.store.stages(&name).await.unwrap().version_count;
     let call = || {
         Call::post("/x")
@@ -546,14 +539,7 @@ async fn a_lost_rotation_is_run_again_by_its_retry(backend: Backend) {
 async fn a_retry_after_a_failure_between_put_and_swap_rotates(backend: Backend) {
     let (app, strike) = interfered_app(backend).await;
     endpoint(&app, "ep").await;
-    let name = app
-        .app
-        .endpoints
-        .secret_name(
-            &TenantId::parse("acme").unwrap(),
-            &EndpointId::parse("ep").unwrap(),
-        )
-        .unwrap();
+    let name = app.secret_name("ep");
     for (fault, status, key) in [
         (
             Strike::FailsAfterPut(|| StoreError::Throttled),
@@ -675,7 +661,7 @@ async fn current_secret(app: &TestApp, id: &str) -> String {
         .to_owned()
 }
 
-/// What an [`Interfering`] store does to the next replace.
+/// What an armed store does to the next replace.
 #[derive(Clone)]
 enum Strike {
     /// Another writer moves the record on between this write's read and its swap.
@@ -693,124 +679,42 @@ impl Armed {
     }
 }
 
-/// A store that strikes once, when armed, at an exact point of the next replace.
-struct Interfering {
-    inner: Arc<dyn SecretStore>,
-    armed: Armed,
+/// Strikes once, when armed, at an exact point of the next replace.
+#[async_trait]
+impl BeforeReplace for Armed {
+    async fn before_replace(
+        &self,
+        store: &dyn SecretStore,
+        name: &SecretName,
+        token: &VersionId,
+        value: &StoredValue,
+    ) -> Result<(), StoreError> {
+        let strike = self.0.lock().unwrap().take();
+        match strike {
+            None => Ok(()),
+            Some(Strike::RivalWritesFirst) => {
+                let current = store.read_current(name).await?;
+                let rival = VersionId::stamped(chrono::Utc::now());
+                store
+                    .replace_current(name, &current.version_id, &rival, &current.value)
+                    .await
+            }
+            Some(Strike::FailsAfterPut(error)) => {
+                store.put_pending(name, token, value).await?;
+                Err(error())
+            }
+        }
+    }
 }
 
 async fn interfered_app(backend: Backend) -> (TestApp, Armed) {
     let armed = Armed::default();
-    let handle = armed.clone();
+    let hook = armed.clone();
     let app = TestApp::with_store(backend, start_of_test_time(), move |inner| {
-        Arc::new(Interfering { inner, armed })
+        Interposed::wrap(inner, hook)
     })
     .await;
-    (app, handle)
-}
-
-#[async_trait]
-impl SecretStore for Interfering {
-    async fn create(
-        &self,
-        name: &SecretName,
-        token: &VersionId,
-        value: &StoredValue,
-        tags: &[(String, String)],
-    ) -> Result<(), StoreError> {
-        self.inner.create(name, token, value, tags).await
-    }
-
-    async fn read_current(&self, name: &SecretName) -> Result<StoredVersion, StoreError> {
-        self.inner.read_current(name).await
-    }
-
-    async fn read_version(
-        &self,
-        name: &SecretName,
-        version: &VersionId,
-    ) -> Result<StoredVersion, StoreError> {
-        self.inner.read_version(name, version).await
-    }
-
-    async fn replace_current(
-        &self,
-        name: &SecretName,
-        expected: &VersionId,
-        token: &VersionId,
-        value: &StoredValue,
-    ) -> Result<(), StoreError> {
-        let strike = self.armed.0.lock().unwrap().take();
-        match strike {
-            None => {}
-            Some(Strike::RivalWritesFirst) => {
-                let current = self.inner.read_current(name).await?;
-                let rival = VersionId::stamped(chrono::Utc::now());
-                self.inner
-                    .replace_current(name, &current.version_id, &rival, &current.value)
-                    .await?;
-            }
-            Some(Strike::FailsAfterPut(error)) => {
-                self.inner.put_pending(name, token, value).await?;
-                return Err(error());
-            }
-        }
-        self.inner
-            .replace_current(name, expected, token, value)
-            .await
-    }
-
-    async fn delete(&self, name: &SecretName) -> Result<(), StoreError> {
-        self.inner.delete(name).await
-    }
-
-    async fn list(
-        &self,
-        filter: ListFilter<'_>,
-        cursor: Option<&str>,
-        limit: usize,
-    ) -> Result<ListPage, StoreError> {
-        self.inner.list(filter, cursor, limit).await
-    }
-
-    async fn stages(&self, name: &SecretName) -> Result<VersionStages, StoreError> {
-        self.inner.stages(name).await
-    }
-
-    async fn set_tags(
-        &self,
-        name: &SecretName,
-        set: &[(String, String)],
-        remove: &[String],
-    ) -> Result<(), StoreError> {
-        self.inner.set_tags(name, set, remove).await
-    }
-
-    async fn put_pending(
-        &self,
-        name: &SecretName,
-        token: &VersionId,
-        value: &StoredValue,
-    ) -> Result<(), StoreError> {
-        self.inner.put_pending(name, token, value).await
-    }
-
-    async fn promote(
-        &self,
-        name: &SecretName,
-        token: &VersionId,
-        expected: &VersionId,
-    ) -> Result<(), StoreError> {
-        self.inner.promote(name, token, expected).await
-    }
-
-    async fn remove_pending(
-        &self,
-        name: &SecretName,
-        version: &VersionId,
-    ) -> Result<(), StoreError> {
-        self.inner.remove_pending(name, version).await
-    }
+    (app, armed)
 }
 
 async fn retried_creation_returns_the_same_endpoint(backend: Backend) {

@@ -81,16 +81,6 @@ async fn verifies_with(app: &TestApp, id: &str, secret: &str) -> bool {
     receiver_accepts(secret, &signed, "{}", app.clock.now())
 }
 
-fn secret_name(app: &TestApp, id: &str) -> webhook_secrets::store::SecretName {
-    app.app
-        .endpoints
-        .secret_name(
-            &TenantId::parse("acme").unwrap(),
-            &EndpointId::parse(id).unwrap(),
-        )
-        .unwrap()
-}
-
 async fn policies_are_set_shown_changed_and_removed(backend: Backend) {
     let app = app(backend).await;
     let created = scheduled(&app, "orders", 30, 3600).await;
@@ -333,7 +323,7 @@ async fn abandoned_pending_versions_are_cleared(backend: Backend) {
     let app = app(backend).await;
     scheduled(&app, "orders", 30, 60).await;
     let before = stored(&app, "orders").await;
-    let name = secret_name(&app, "orders");
+    let name = app.secret_name("orders");
     let abandoned = VersionId::generate();
     app.store
         .put_pending(&name, &abandoned, &StoredValue::new("{}".into()).unwrap())
@@ -449,7 +439,7 @@ async fn assert_rotated_by_protocol(app: &TestApp, id: &str, token: &str, old: &
     );
     let expires = previous[0].expires_at.unwrap();
     assert!(expires > app.clock.now() && expires <= app.clock.now() + Duration::seconds(grace));
-    let name = secret_name(app, id);
+    let name = app.secret_name(id);
     let stages = app.store.stages(&name).await.unwrap();
     assert_eq!(stages.current.as_ref().map(|v| v.as_str()), Some(token));
     assert_eq!(stages.pending, None);
@@ -553,7 +543,7 @@ async fn rotation_protocol_refuses_a_stale_pending_version(backend: Backend) {
         after.record.secret.version_id.as_str(),
         rotated.body["secret"]["version_id"].as_str().unwrap()
     );
-    let name = secret_name(&app, "orders");
+    let name = app.secret_name("orders");
     assert_eq!(app.store.stages(&name).await.unwrap().pending, None);
 
     // Secrets that are not endpoints' are refused, whatever the step.
@@ -594,7 +584,7 @@ async fn rotation_protocol_refuses_a_stale_pending_version(backend: Backend) {
     assert_eq!(account.status, 200, "{}", account.body);
     let before = app
         .store
-        .stages(&secret_name(&app, "_account-uuid"))
+        .stages(&app.secret_name("_account-uuid"))
         .await
         .unwrap();
     for step in [Step::CreateSecret, Step::FinishSecret] {
@@ -609,7 +599,7 @@ async fn rotation_protocol_refuses_a_stale_pending_version(backend: Backend) {
     }
     let after = app
         .store
-        .stages(&secret_name(&app, "_account-uuid"))
+        .stages(&app.secret_name("_account-uuid"))
         .await
         .unwrap();
     assert_eq!(after, before);

@@ -1,6 +1,7 @@
 //! Test harness: a store of either backend, an app on it with a hand-driven clock, and
 //! requests shaped like the ones API Gateway sends.
 
+pub mod interposed;
 pub mod throttle;
 
 use chrono::{TimeZone, Utc};
@@ -214,6 +215,17 @@ impl TestApp {
         verified.body
     }
 
+    /// The stored secret that holds endpoint `id` of tenant `acme`.
+    pub fn secret_name(&self, id: &str) -> webhook_secrets::store::SecretName {
+        self.app
+            .endpoints
+            .secret_name(
+                &TenantId::parse("acme").unwrap(),
+                &webhook_secrets::domain::ids::EndpointId::parse(id).unwrap(),
+            )
+            .unwrap()
+    }
+
     /// Mints a key and returns the whole key string.
     pub async fn mint(&self, tenant: &str, role: Role) -> String {
         let (key, _) = self
@@ -356,6 +368,19 @@ macro_rules! invoke {
     ($route:ident, $app:expr, $call:expr) => {
         $crate::answer(
             webhook_secrets::api::$route(&$app.app, $call.build())
+                .await
+                .expect("routes always answer Ok"),
+        )
+    };
+}
+
+/// Calls a seed contract's route (`face!(fyatu::regenerate_secret, app, call)`) and reads the
+/// answer.
+#[macro_export]
+macro_rules! face {
+    ($module:ident :: $route:ident, $app:expr, $call:expr) => {
+        $crate::answer(
+            webhook_secrets::compat::$module::$route(&$app.app, $call.build())
                 .await
                 .expect("routes always answer Ok"),
         )
