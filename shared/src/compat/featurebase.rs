@@ -101,7 +101,7 @@ pub fn webhook_object(record: &EndpointRecord) -> serde_json::Value {
 
 /// The statuses the document allows: 400, 401, 403, 404, 429, 500 and 503. Any other is
 /// answered as the nearest of them: a rotation that kept losing its race (409, after the
-/// retries in `faces`) as 503, which says "try again"; another client error as 400; anything
+/// retries in `compat`) as 503, which says "try again"; another client error as 400; anything
 /// else as 500. `code` stays the native one, so the cause is still told.
 fn error_shape(err: &ApiError, request_id: &str) -> (StatusCode, serde_json::Value) {
     use ErrorCode as E;

@@ -178,7 +178,7 @@ fn token_error(err: TokenError) -> ApiError {
 
 /// The document's error codes, on the statuses it lists (400, 401, 403, 429, 500, 503). Any
 /// other status is answered as the nearest listed one: a rotation that kept losing its race
-/// (409, after the retries in `faces`) as 503, which says "try again"; a body over the size
+/// (409, after the retries in `compat`) as 503, which says "try again"; a body over the size
 /// limit (413) as the validation error it is; anything else as 500.
 fn error_shape(err: &ApiError, request_id: &str) -> (StatusCode, serde_json::Value) {
     use ErrorCode as E;
