@@ -70,8 +70,4 @@ impl Writer {
     pub fn tenant(&self) -> &TenantId {
         &self.0.tenant
     }
-
-    pub fn principal(&self) -> &Principal {
-        &self.0
-    }
 }

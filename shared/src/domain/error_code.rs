@@ -67,14 +67,6 @@ impl ErrorCode {
             Self::Internal => 500,
         }
     }
-
-    /// Whether a retry of the same request may succeed later (the client is told when).
-    pub fn is_transient(self) -> bool {
-        matches!(
-            self,
-            Self::Throttled | Self::VersionQuotaExceeded | Self::Unavailable
-        )
-    }
 }
 
 impl fmt::Display for ErrorCode {
