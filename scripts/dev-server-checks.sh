@@ -3,7 +3,8 @@
 # embedded store, then (1) runs the README walkthrough as written (the block between the
 # `walkthrough:start` and `walkthrough:end` markers, then the contract and scheduling blocks,
 # with only the port changed) and
-# (2) checks every route against openapi.yaml with schemathesis.
+# (2) runs the vendors' own published API clients against it (tests/vendor-clients/run.mjs) and
+# (3) checks every route against openapi.yaml with schemathesis.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
@@ -31,7 +32,7 @@ grep -q 'cargo lambda invoke scheduled-rotation' "$work/walkthrough.sh" || { ech
 
 # Build the functions first so the first request does not wait on the compiler.
 cargo build --quiet --locked -p create-endpoint -p get-endpoint -p list-endpoints \
-  -p delete-endpoint -p rotate-secret -p reveal-secret -p sign-message -p verify-message \
+  -p delete-endpoint -p rotate-secret -p reveal-secret -p sign-message -p verify-message -p public-keys \
   -p openformat-webhook-secret -p inklink-rotate-secret -p composio-rotate-secret \
   -p fyatu-auth-token -p fyatu-regenerate-secret -p featurebase-refresh-secret \
   -p update-endpoint -p scheduled-rotation -p secretsmanager-rotation -p admin
@@ -72,7 +73,22 @@ grep -q '"period_days":7' "$work/transcript.txt" || { echo "expected the patched
 for outcome in created checked finished already_done; do
   grep -q "\"outcome\":\"$outcome\"" "$work/transcript.txt" || { echo "expected a rotation step answering $outcome" >&2; exit 1; }
 done
+# And a make dev user sees every create, rotation and delete as a "secret event" log line.
+for detail_type in "Webhook Endpoint Created" "Webhook Secret Rotated" "Webhook Endpoint Deleted"; do
+  grep -q "secret event.*$detail_type\|$detail_type.*secret event" target/make-dev.log \
+    || { echo "make dev logged no \"$detail_type\" secret event" >&2; exit 1; }
+done
 echo "walkthrough, seed contracts and scheduling: 1 passed, 0 failed"
+
+step "The vendors' own API clients against make dev (tests/vendor-clients)"
+# Pinned by package-lock.json (npm) and requirements-dev.txt (PyPI, already in .venv). Each
+# client gets only its base URL and an API key; its rotate call must hand back the secret the
+# native reveal route shows.
+npm ci --prefix tests/vendor-clients --no-audit --no-fund --loglevel=error
+vendor_owner=$(cargo run -q --locked -p admin -- keys create --tenant vendor-clients --role owner --json | jq -r .api_key)
+vendor_member=$(cargo run -q --locked -p admin -- keys create --tenant vendor-clients --role member --json | jq -r .api_key)
+BASE_URL="http://127.0.0.1:$port" API_KEY="$vendor_owner" MEMBER_API_KEY="$vendor_member" \
+  PYTHON="$PWD/.venv/bin/python" node tests/vendor-clients/run.mjs
 
 step "OpenAPI conformance (schemathesis against make dev)"
 # A tenant of its own, so generated endpoints stay out of the walkthrough's way.

@@ -555,6 +555,33 @@ fn parsers(suite: &mut Suite) {
     );
 
     suite.check(
+        "secrets: whsk_ key pairs whose halves disagree",
+        300,
+        (0usize..70, any::<u8>()),
+        |(at, with)| {
+            let spec = SecretSpec::new(SecretFormat::Ed25519, None).unwrap();
+            let key = WebhookSecret::generate(spec).unwrap();
+            let mut raw = STANDARD.decode(&key.expose()["whsk_".len()..]).unwrap();
+            let unchanged = at < raw.len() && raw[at] == with;
+            if at < raw.len() {
+                raw[at] = with;
+            } else {
+                raw.truncate(at % 64);
+            }
+            let candidate = format!("whsk_{}", STANDARD.encode(&raw));
+            // Any changed byte of the seed or of the public key, or any other length, is a
+            // pair that is not one: refused.
+            prop_assert_eq!(
+                WebhookSecret::parse(&candidate).is_ok(),
+                unchanged,
+                "{}",
+                at
+            );
+            Ok(())
+        },
+    );
+
+    suite.check(
         "secrets: format and byte count",
         500,
         (any::<usize>(), any::<bool>()),

@@ -5,6 +5,7 @@ use crate::auth::keys::ApiKeys;
 use crate::auth::tokens::TokenService;
 use crate::auth::{Authenticator, MAX_CACHE_TTL};
 use crate::domain::clock::{Clock, SystemClock};
+use crate::events::{EventBridgeSink, EventSink, SinkSettings};
 use crate::settings::{non_blank, number, ConfigError};
 use crate::store::secrets_manager::{
     ClientSettings, ReplicaRegion, SecretPlacement, SecretsManagerStore,
@@ -30,6 +31,7 @@ pub struct Config {
     pub backend: Backend,
     pub prefix: String,
     pub key_cache_ttl: chrono::Duration,
+    pub events: SinkSettings,
 }
 
 impl Config {
@@ -47,7 +49,10 @@ impl Config {
     /// - `VAULT_REPLICA_REGION`, `VAULT_REPLICA_KMS_KEY_ID`: a region every new secret is
     ///   replicated to, and the key there
     /// - `API_KEY_CACHE_TTL_SECONDS`: 0 to 60 (default 60)
+    /// - `EVENT_BUS_NAME`: the EventBridge bus (name or ARN) that secret events go to; unset,
+    ///   they are written to the log
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let events = SinkSettings::from_lookup(&lookup)?;
         let get = non_blank(lookup);
         let prefix = get("VAULT_PREFIX").unwrap_or_else(|| DEFAULT_PREFIX.to_owned());
         validate_prefix(&prefix)?;
@@ -82,6 +87,7 @@ impl Config {
             backend,
             prefix,
             key_cache_ttl,
+            events,
         })
     }
 
@@ -106,7 +112,13 @@ impl Config {
                     .with_placement(placement.clone()),
             ),
         };
-        Ok(App::new(store, &self.prefix, clock, self.key_cache_ttl))
+        let app = App::new(store, &self.prefix, clock, self.key_cache_ttl);
+        Ok(match &self.events {
+            SinkSettings::Log => app,
+            SinkSettings::EventBridge { bus } => {
+                app.with_events(Arc::new(EventBridgeSink::from_env(bus.clone()).await))
+            }
+        })
     }
 }
 
@@ -150,6 +162,12 @@ impl App {
             clock,
             audit,
         }
+    }
+
+    /// The same app, with secret events going to `sink`.
+    pub fn with_events(mut self, sink: Arc<dyn EventSink>) -> Self {
+        self.endpoints = Arc::new(self.endpoints.announcing_to(sink));
+        self
     }
 
     /// Reads the configuration and builds the app, for a function's `main`.

@@ -6,6 +6,7 @@
 //! - [`settings`]: reading numeric and other settings, one error type for them;
 //! - [`domain`]: pure types and rules, no I/O;
 //! - [`store`]: the storage port and its two backends;
+//! - [`events`]: the events of secret changes, and the sinks they go to (EventBridge, the log);
 //! - [`audit`]: audit records and where they go;
 //! - [`vault`]: the endpoints repository, the product's own records, the sweep and the
 //!   rotation protocol;
@@ -19,6 +20,8 @@ pub mod settings;
 pub mod domain;
 
 pub mod store;
+
+pub mod events;
 
 pub mod audit;
 

@@ -11,6 +11,7 @@ mod api;
 mod contracts;
 mod cross_process;
 mod edge_input;
+mod events;
 mod interop;
 mod layout;
 mod module_cycles;

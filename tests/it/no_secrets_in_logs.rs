@@ -72,6 +72,22 @@ async fn run_and_collect_secrets(backend: Backend) -> Vec<String> {
     );
     assert_eq!(rotated.status, 200, "{}", rotated.body);
     secrets.push(supplied.to_owned());
+    let asymmetric = invoke!(
+        rotate_secret,
+        app,
+        Call::post("/x")
+            .bearer(&app.owner)
+            .id("logged")
+            .json(json!({"secret_format": "ed25519"}))
+    );
+    assert_eq!(asymmetric.status, 200, "{}", asymmetric.body);
+    secrets.push(
+        asymmetric.body["secret"]["value"]
+            .as_str()
+            .unwrap()
+            .to_owned(),
+    );
+    app.sign("logged", "{}", None).await;
     let refused = invoke!(
         rotate_secret,
         app,
@@ -195,8 +211,10 @@ async fn no_secret_reaches_a_log_line() {
         "debug lines about secrets were captured"
     );
     for secret in &secrets {
-        // Also the base64 body without its prefix, in case something strips `whsec_`.
-        let body = secret.trim_start_matches("whsec_");
+        // Also the base64 body without its prefix, in case something strips `whsec_` or `whsk_`.
+        let body = secret
+            .trim_start_matches("whsec_")
+            .trim_start_matches("whsk_");
         assert!(
             !logs.contains(body),
             "a secret reached the logs ({} lines captured)",

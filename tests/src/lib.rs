@@ -172,6 +172,12 @@ impl TestApp {
 
     /// Creates an endpoint through the native API with the owner key; expects 201 and
     /// returns the body.
+    /// The same app, with its secret events going to `sink`.
+    pub fn announcing_to(mut self, sink: Arc<dyn webhook_secrets::events::EventSink>) -> Self {
+        self.app = self.app.with_events(sink);
+        self
+    }
+
     pub async fn create(&self, body: Value) -> Value {
         let call = Call::post("/v1/endpoints").bearer(&self.owner).json(body);
         let created = answer(
@@ -306,6 +312,12 @@ impl Call {
 
     pub fn id(mut self, id: &str) -> Self {
         self.path_params.insert("id".into(), id.into());
+        self
+    }
+
+    /// A path parameter other than `id`.
+    pub fn param(mut self, name: &str, value: &str) -> Self {
+        self.path_params.insert(name.into(), value.into());
         self
     }
 

@@ -11,6 +11,7 @@ use crate::domain::error_code::ErrorCode;
 use crate::domain::idempotency::{Idempotency, IdempotencyKey};
 use crate::domain::rotation::RotationError;
 use crate::domain::secret::SecretError;
+use crate::events::{Origin, Trigger};
 use crate::store::StoreError;
 use crate::vault::VaultError;
 use lambda_http::http::{HeaderValue, StatusCode};
@@ -167,6 +168,7 @@ pub fn header<'a>(req: &'a Request, name: &str) -> Option<&'a str> {
 pub struct Reply {
     status: StatusCode,
     body: Option<serde_json::Value>,
+    headers: Vec<(&'static str, String)>,
 }
 
 impl Reply {
@@ -175,11 +177,22 @@ impl Reply {
         Ok(Self {
             status,
             body: Some(body),
+            headers: Vec::new(),
         })
     }
 
     pub fn empty(status: StatusCode) -> Self {
-        Self { status, body: None }
+        Self {
+            status,
+            body: None,
+            headers: Vec::new(),
+        }
+    }
+
+    /// Adds a response header (for example `cache-control`).
+    pub fn with_header(mut self, name: &'static str, value: String) -> Self {
+        self.headers.push((name, value));
+        self
     }
 }
 
@@ -206,6 +219,8 @@ struct AuditDraft {
 pub struct Route {
     pub name: &'static str,
     pub shape: ErrorShape,
+    /// What the events of this route's writes name as their trigger.
+    pub trigger: Trigger,
 }
 
 impl Route {
@@ -214,6 +229,16 @@ impl Route {
         Self {
             name,
             shape: native_error,
+            trigger: Trigger::Api,
+        }
+    }
+
+    /// A route of a seed contract, with that contract's error shape.
+    pub const fn contract(name: &'static str, shape: ErrorShape) -> Self {
+        Self {
+            name,
+            shape,
+            trigger: Trigger::Contract,
         }
     }
 }
@@ -229,7 +254,15 @@ pub async fn respond(
 ) -> Result<Response<Body>, lambda_http::Error> {
     let call = Call::begin(&req, route.name);
     let span = tracing::info_span!("request", request_id = %call.request_id, route = route.name);
-    let outcome = handler(&call, &req).instrument(span.clone()).await;
+    let origin = Origin {
+        trigger: route.trigger,
+        route: Some(route.name),
+        request_id: call.request_id.clone(),
+    };
+    let outcome = origin
+        .scope(handler(&call, &req))
+        .instrument(span.clone())
+        .await;
     Ok(span.in_scope(|| call.finish(app, outcome, route.shape)))
 }
 
@@ -320,12 +353,18 @@ impl Call {
         outcome: Result<Reply, ApiError>,
         shape: ErrorShape,
     ) -> Response<Body> {
-        let (status, body, outcome_code, retry_after) = match outcome {
-            Ok(reply) => (reply.status, reply.body, "success", None),
+        let (status, body, outcome_code, retry_after, extra_headers) = match outcome {
+            Ok(reply) => (reply.status, reply.body, "success", None, reply.headers),
             Err(err) => {
                 self.log_error(&err);
                 let (status, body) = shape(&err, &self.request_id);
-                (status, Some(body), err.code.as_str(), err.retry_after)
+                (
+                    status,
+                    Some(body),
+                    err.code.as_str(),
+                    err.retry_after,
+                    Vec::new(),
+                )
             }
         };
         let principal = self.principal.get();
@@ -357,6 +396,9 @@ impl Call {
         }
         if replayed {
             response = response.header("idempotent-replayed", "true");
+        }
+        for (name, value) in extra_headers {
+            response = response.header(name, value);
         }
         if status == StatusCode::UNAUTHORIZED {
             response = response.header("www-authenticate", "Bearer");

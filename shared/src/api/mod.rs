@@ -1,11 +1,12 @@
 //! The native HTTP API, one public function per Lambda function, grouped by resource:
-//! [`endpoints`] (create, get, list, update, delete), [`secrets`] (rotate, reveal) and
-//! [`messages`] (sign, verify). [`http`] is the plumbing every route and seed contract shares:
-//! the runner that owns each request's span, log line and audit record, authentication, body
+//! [`endpoints`] (create, get, list, update, delete), [`secrets`] (rotate, reveal),
+//! [`messages`] (sign, verify) and [`keys`] (the public key set receivers fetch). [`http`] is
+//! the plumbing every route and seed contract shares: the runner that owns each request's span, log line and audit record, authentication, body
 //! parsing, and the one place where an error becomes a response.
 
 pub mod endpoints;
 pub mod http;
+pub mod keys;
 pub mod messages;
 pub mod secrets;
 mod views;
@@ -13,6 +14,7 @@ mod views;
 pub use endpoints::{
     create_endpoint, delete_endpoint, get_endpoint, list_endpoints, update_endpoint,
 };
+pub use keys::public_keys;
 pub use messages::{sign_message, verify_message};
 pub use secrets::{reveal_secret, rotate_secret};
 
@@ -79,7 +81,7 @@ pub(crate) fn secret_source(
     }
     match (format, bytes) {
         (None, None) => Ok(SecretSource::LikeCurrent),
-        (Some(SecretFormat::Uuid), Some(_)) => Err(ApiError::invalid(
+        (Some(SecretFormat::Uuid | SecretFormat::Ed25519), Some(_)) => Err(ApiError::invalid(
             "secret_bytes applies only to the whsec format",
         )),
         (format, bytes) => Ok(SecretSource::Generate(SecretSpec::new(

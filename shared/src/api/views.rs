@@ -16,6 +16,9 @@ pub struct SecretView<'a> {
     value: Option<&'a str>,
     masked: String,
     format: SecretFormat,
+    /// An `ed25519` secret's public key, `whpk_…`: not a secret, so always shown in full.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    public_key: Option<String>,
     version_id: &'a str,
     created_at: DateTime<Utc>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -28,6 +31,7 @@ impl<'a> SecretView<'a> {
             value: reveal.then(|| version.value.expose()),
             masked: version.value.fingerprint(),
             format: version.value.format(),
+            public_key: version.value.public_key().map(|key| key.whpk()),
             version_id: version.version_id.as_str(),
             created_at: version.created_at,
             expires_at: version.expires_at,

@@ -16,17 +16,10 @@ use lambda_http::{Body, Error, Request, Response};
 use serde_json::json;
 
 pub async fn rotate_subscription_secret(app: &App, req: Request) -> Result<Response<Body>, Error> {
-    let route = Route {
-        name: "composio-rotate-secret",
-        shape: error_shape,
-    };
+    let route = Route::contract("composio-rotate-secret", error_shape);
     respond(app, req, route, async |call, req| {
-        let raw = path_param(
-            req,
-            "id",
-            "/api/v3/webhook_subscriptions/{id}/rotate_secret",
-        )
-        .unwrap_or_default();
+        let raw =
+            path_param(req, "id", "/webhook_subscriptions/{id}/rotate_secret").unwrap_or_default();
         call.audit("secret.rotate", Some(&raw));
         let key = header(req, "x-api-key").or_else(|| header(req, "x-user-api-key"));
         let principal = call.authenticate_key(app, key).await?;

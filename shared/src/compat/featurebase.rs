@@ -24,10 +24,7 @@ pub const CURRENT_VERSION: &str = "2026-01-01.nova";
 pub const OLDER_VERSION: &str = "2025-12-12.clover";
 
 pub async fn refresh_webhook_secret(app: &App, req: Request) -> Result<Response<Body>, Error> {
-    let route = Route {
-        name: "featurebase-refresh-secret",
-        shape: error_shape,
-    };
+    let route = Route::contract("featurebase-refresh-secret", error_shape);
     respond(app, req, route, async |call, req| {
         let raw = path_param(req, "id", "/v2/webhooks/{id}/secret").unwrap_or_default();
         call.audit("secret.rotate", Some(&raw));

@@ -48,10 +48,7 @@ struct TokenRequest {
 
 /// `POST /api/v3/auth/token`
 pub async fn issue_token(app: &App, req: Request) -> Result<Response<Body>, Error> {
-    let route = Route {
-        name: "fyatu-auth-token",
-        shape: error_shape,
-    };
+    let route = Route::contract("fyatu-auth-token", error_shape);
     respond(app, req, route, async |call, req| {
         let body: TokenRequest = from_json(json_value(req, false, MAX_BODY_BYTES)?)?;
         let (Some(app_id), Some(secret_key)) = (body.app_id, body.secret_key) else {
@@ -115,10 +112,7 @@ pub async fn issue_token(app: &App, req: Request) -> Result<Response<Body>, Erro
 
 /// `POST /api/v3/webhooks/secret/regenerate`
 pub async fn regenerate_secret(app: &App, req: Request) -> Result<Response<Body>, Error> {
-    let route = Route {
-        name: "fyatu-regenerate-secret",
-        shape: error_shape,
-    };
+    let route = Route::contract("fyatu-regenerate-secret", error_shape);
     respond(app, req, route, async |call, req| {
         call.audit(
             "secret.rotate",

@@ -17,10 +17,7 @@ use serde_json::json;
 pub const ID_PREFIX: &str = "wh_end_";
 
 pub async fn rotate_endpoint_secret(app: &App, req: Request) -> Result<Response<Body>, Error> {
-    let route = Route {
-        name: "inklink-rotate-secret",
-        shape: error_shape,
-    };
+    let route = Route::contract("inklink-rotate-secret", error_shape);
     respond(app, req, route, async |call, req| {
         let raw = path_param(req, "id", "/api/v1/webhook/endpoints/{id}/rotate-secret")
             .unwrap_or_default();

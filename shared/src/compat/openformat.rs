@@ -11,10 +11,7 @@ use lambda_http::{Body, Error, Request, Response};
 use serde_json::json;
 
 pub async fn generate_webhook_secret(app: &App, req: Request) -> Result<Response<Body>, Error> {
-    let route = Route {
-        name: "openformat-webhook-secret",
-        shape: error_shape,
-    };
+    let route = Route::contract("openformat-webhook-secret", error_shape);
     respond(app, req, route, async |call, req| {
         call.audit(
             "secret.rotate",

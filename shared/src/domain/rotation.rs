@@ -70,6 +70,7 @@ pub fn rotated(
 fn spec_like(secret: &WebhookSecret) -> Result<SecretSpec, SecretError> {
     match secret.format() {
         SecretFormat::Uuid => SecretSpec::new(SecretFormat::Uuid, None),
+        SecretFormat::Ed25519 => SecretSpec::new(SecretFormat::Ed25519, None),
         SecretFormat::Whsec => {
             let encoded = secret.expose().trim_start_matches(WHSEC_PREFIX);
             let bytes = STANDARD.decode(encoded).map(|b| b.len()).ok();

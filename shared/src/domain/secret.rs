@@ -1,7 +1,10 @@
 //! Webhook signing secrets: generation from the OS CSPRNG, validation of caller-supplied values,
-//! and a type that never prints its value.
+//! and a type that never prints its value. Three formats: `whsec` (an HMAC key), `uuid` (an HMAC
+//! key some vendors show as a UUID) and `ed25519` (a Standard Webhooks asymmetric key pair,
+//! whose public half is not a secret).
 
-use base64::engine::general_purpose::STANDARD;
+use aws_lc_rs::signature::{Ed25519KeyPair, KeyPair};
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -13,12 +16,19 @@ pub const WHSEC_PREFIX: &str = "whsec_";
 pub const MIN_SECRET_BYTES: usize = 24;
 pub const MAX_SECRET_BYTES: usize = 64;
 pub const DEFAULT_SECRET_BYTES: usize = 32;
+/// Standard Webhooks' asymmetric key prefixes, as Svix's server writes them: the secret key is
+/// the 32-byte Ed25519 seed followed by its 32-byte public key, the public key is those 32 bytes.
+pub const WHSK_PREFIX: &str = "whsk_";
+pub const WHPK_PREFIX: &str = "whpk_";
+const ED25519_SEED_BYTES: usize = 32;
+const ED25519_PUBLIC_BYTES: usize = 32;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum SecretFormat {
     Whsec,
     Uuid,
+    Ed25519,
 }
 
 impl SecretFormat {
@@ -26,6 +36,7 @@ impl SecretFormat {
         match raw {
             "whsec" => Ok(Self::Whsec),
             "uuid" => Ok(Self::Uuid),
+            "ed25519" => Ok(Self::Ed25519),
             _ => Err(SecretError::UnknownFormat),
         }
     }
@@ -33,7 +44,7 @@ impl SecretFormat {
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SecretError {
-    #[error("secret_format must be \"whsec\" or \"uuid\"")]
+    #[error("secret_format must be \"whsec\", \"uuid\" or \"ed25519\"")]
     UnknownFormat,
     #[error("secret_bytes must be between {MIN_SECRET_BYTES} and {MAX_SECRET_BYTES}")]
     ByteCountOutOfRange,
@@ -41,6 +52,8 @@ pub enum SecretError {
     MalformedWhsec,
     #[error("a uuid secret must be a version 4 UUID in hyphenated form")]
     MalformedUuid,
+    #[error("an ed25519 secret is \"whsk_\" followed by standard base64 of a 32-byte Ed25519 seed and its 32-byte public key")]
+    MalformedWhsk,
     #[error("the operating system's random number generator failed")]
     Rng,
 }
@@ -111,6 +124,22 @@ impl WebhookSecret {
                     format: SecretFormat::Uuid,
                 })
             }
+            SecretFormat::Ed25519 => {
+                let mut seed = Zeroizing::new([0u8; ED25519_SEED_BYTES]);
+                getrandom::fill(&mut *seed).map_err(|_| SecretError::Rng)?;
+                let pair = Ed25519KeyPair::from_seed_unchecked(&*seed)
+                    .map_err(|_| SecretError::MalformedWhsk)?;
+                let mut raw = Zeroizing::new(Vec::with_capacity(64));
+                raw.extend_from_slice(&*seed);
+                raw.extend_from_slice(pair.public_key().as_ref());
+                let mut value = Zeroizing::new(String::with_capacity(5 + 88));
+                value.push_str(WHSK_PREFIX);
+                STANDARD.encode_string(&*raw, &mut value);
+                Ok(Self {
+                    value,
+                    format: SecretFormat::Ed25519,
+                })
+            }
         }
     }
 
@@ -129,6 +158,25 @@ impl WebhookSecret {
             return Ok(Self {
                 value: Zeroizing::new(raw.to_owned()),
                 format: SecretFormat::Whsec,
+            });
+        }
+        if let Some(encoded) = raw.strip_prefix(WHSK_PREFIX) {
+            let decoded = Zeroizing::new(
+                STANDARD
+                    .decode(encoded)
+                    .map_err(|_| SecretError::MalformedWhsk)?,
+            );
+            if decoded.len() != ED25519_SEED_BYTES + ED25519_PUBLIC_BYTES {
+                return Err(SecretError::MalformedWhsk);
+            }
+            // The public half must be the seed's own, as Svix's server checks: a key pair whose
+            // halves disagree would sign what its published key does not verify.
+            let (seed, public) = decoded.split_at(ED25519_SEED_BYTES);
+            Ed25519KeyPair::from_seed_and_public_key(seed, public)
+                .map_err(|_| SecretError::MalformedWhsk)?;
+            return Ok(Self {
+                value: Zeroizing::new(raw.to_owned()),
+                format: SecretFormat::Ed25519,
             });
         }
         let uuid = uuid::Uuid::try_parse(raw).map_err(|_| SecretError::MalformedUuid)?;
@@ -152,6 +200,26 @@ impl WebhookSecret {
         &self.value
     }
 
+    /// The Ed25519 key pair of an `ed25519` secret, to sign with.
+    pub fn signing_key(&self) -> Option<Ed25519KeyPair> {
+        let decoded = self.whsk_bytes()?;
+        let (seed, public) = decoded.split_at(ED25519_SEED_BYTES);
+        Ed25519KeyPair::from_seed_and_public_key(seed, public).ok()
+    }
+
+    /// The public key of an `ed25519` secret; `None` for the HMAC formats, which have none.
+    pub fn public_key(&self) -> Option<PublicKey> {
+        let decoded = self.whsk_bytes()?;
+        let public: [u8; ED25519_PUBLIC_BYTES] = decoded[ED25519_SEED_BYTES..].try_into().ok()?;
+        Some(PublicKey(public))
+    }
+
+    fn whsk_bytes(&self) -> Option<Zeroizing<Vec<u8>>> {
+        let encoded = self.value.strip_prefix(WHSK_PREFIX)?;
+        let decoded = Zeroizing::new(STANDARD.decode(encoded).ok()?);
+        (decoded.len() == ED25519_SEED_BYTES + ED25519_PUBLIC_BYTES).then_some(decoded)
+    }
+
     /// A short, stable, non-reversible label: the format's prefix and 4 hex digits of SHA-256.
     pub fn fingerprint(&self) -> String {
         let digest = Sha256::digest(self.value.as_bytes());
@@ -159,7 +227,28 @@ impl WebhookSecret {
         match self.format {
             SecretFormat::Whsec => format!("{WHSEC_PREFIX}…{tail}"),
             SecretFormat::Uuid => format!("uuid…{tail}"),
+            SecretFormat::Ed25519 => format!("{WHSK_PREFIX}…{tail}"),
         }
+    }
+}
+
+/// An Ed25519 public key. Not a secret: shown in full wherever its endpoint is shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PublicKey([u8; ED25519_PUBLIC_BYTES]);
+
+impl PublicKey {
+    pub fn as_bytes(&self) -> &[u8; ED25519_PUBLIC_BYTES] {
+        &self.0
+    }
+
+    /// The Standard Webhooks form: `whpk_` and standard base64.
+    pub fn whpk(&self) -> String {
+        format!("{WHPK_PREFIX}{}", STANDARD.encode(self.0))
+    }
+
+    /// The JWK `x` member (RFC 8037): unpadded base64url.
+    pub fn jwk_x(&self) -> String {
+        URL_SAFE_NO_PAD.encode(self.0)
     }
 }
 
@@ -263,6 +352,43 @@ mod tests {
                 .format(),
             SecretFormat::Uuid
         );
+    }
+
+    /// Svix's server test vector: this secret key and the public key it publishes for it.
+    const SVIX_WHSK: &str = "whsk_6Xb/dCcHpPea21PS1N9VY/NZW723CEc77N4rJCubMbfVKIDij2HKpMKkioLlX0dRqSKJp4AJ6p9lMicMFs6Kvg==";
+    const SVIX_WHPK: &str = "whpk_1SiA4o9hyqTCpIqC5V9HUakiiaeACeqfZTInDBbOir4=";
+
+    #[test]
+    fn ed25519_keys_read_and_write_svix_format() {
+        let secret = WebhookSecret::parse(SVIX_WHSK).unwrap();
+        assert_eq!(secret.format(), SecretFormat::Ed25519);
+        assert_eq!(secret.public_key().unwrap().whpk(), SVIX_WHPK);
+        assert!(secret.signing_key().is_some());
+        let generated =
+            WebhookSecret::generate(SecretSpec::new(SecretFormat::Ed25519, None).unwrap()).unwrap();
+        let reparsed = WebhookSecret::parse(generated.expose()).unwrap();
+        assert_eq!(reparsed.public_key(), generated.public_key());
+        assert_eq!(generated.expose().len(), WHSK_PREFIX.len() + 88);
+        assert!(generated.fingerprint().starts_with("whsk_…"));
+    }
+
+    #[test]
+    fn malformed_ed25519_keys_are_rejected() {
+        // Svix's own "bad SK" case (truncated), a pair whose halves disagree, a bare seed, and a
+        // public key offered as a secret.
+        let mut mismatched = STANDARD.decode(&SVIX_WHSK[5..]).unwrap();
+        mismatched[40] ^= 1;
+        let mismatched = format!("whsk_{}", STANDARD.encode(mismatched));
+        let seed_only = format!("whsk_{}", STANDARD.encode([9u8; 32]));
+        for bad in [
+            "whsk_6Xb/dCcHpPea21PS1N9VY/NZW723CEc77N4rJCubMbfVKIDij2HKpMKkioLlX0dRqSKJp4AJ6p9lMicMFs6Kv",
+            mismatched.as_str(),
+            seed_only.as_str(),
+            SVIX_WHPK,
+            "whsk_",
+        ] {
+            assert!(WebhookSecret::parse(bad).is_err(), "accepted {bad:?}");
+        }
     }
 
     #[test]

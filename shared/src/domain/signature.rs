@@ -1,4 +1,5 @@
-//! Standard Webhooks signatures: `v1,<base64 HMAC-SHA256 of "{id}.{timestamp}.{payload}">`.
+//! Standard Webhooks signatures of `"{id}.{timestamp}.{payload}"`: `v1,<base64 HMAC-SHA256>`
+//! with a `whsec` or `uuid` secret, `v1a,<base64 Ed25519 signature>` with an `ed25519` one.
 //!
 //! The HMAC key of a `whsec_` secret is the base64-decoded part after the prefix (as the
 //! specification says); the key of a `uuid` secret is the UTF-8 bytes of its text form, the
@@ -8,6 +9,7 @@
 use crate::domain::endpoint::SecretVersion;
 use crate::domain::ids::VersionId;
 use crate::domain::secret::{SecretFormat, WebhookSecret, WHSEC_PREFIX};
+use aws_lc_rs::signature::{UnparsedPublicKey, ED25519};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use chrono::{DateTime, Utc};
@@ -37,7 +39,7 @@ pub enum VerifyFailure {
     MalformedId,
     #[error("webhook-timestamp is not a whole number of seconds since the epoch")]
     MalformedTimestamp,
-    #[error("webhook-signature holds no well-formed \"v1,<base64>\" entry")]
+    #[error("webhook-signature holds no well-formed \"v1,<base64>\" or \"v1a,<base64>\" entry")]
     MalformedSignature,
     #[error("webhook-timestamp is older than the tolerance allows")]
     StaleTimestamp,
@@ -76,6 +78,33 @@ fn hmac_key(secret: &WebhookSecret) -> Zeroizing<Vec<u8>> {
                 .unwrap_or_default(),
         ),
         SecretFormat::Uuid => Zeroizing::new(secret.expose().as_bytes().to_vec()),
+        SecretFormat::Ed25519 => Zeroizing::new(Vec::new()),
+    }
+}
+
+/// The bytes every signature covers.
+fn signed_content(id: &str, timestamp: i64, payload: &[u8]) -> Vec<u8> {
+    let timestamp = timestamp.to_string();
+    let mut content = Vec::with_capacity(id.len() + timestamp.len() + payload.len() + 2);
+    content.extend_from_slice(id.as_bytes());
+    content.push(b'.');
+    content.extend_from_slice(timestamp.as_bytes());
+    content.push(b'.');
+    content.extend_from_slice(payload);
+    content
+}
+
+/// One entry of a `webhook-signature` header for `secret`.
+fn signature_entry(secret: &WebhookSecret, id: &str, timestamp: i64, payload: &[u8]) -> String {
+    match secret.signing_key() {
+        Some(pair) => {
+            let signature = pair.sign(&signed_content(id, timestamp, payload));
+            format!("v1a,{}", STANDARD.encode(signature.as_ref()))
+        }
+        None => {
+            let tag = mac(secret, id, timestamp, payload).finalize().into_bytes();
+            format!("v1,{}", STANDARD.encode(tag))
+        }
     }
 }
 
@@ -90,16 +119,12 @@ fn mac(secret: &WebhookSecret, id: &str, timestamp: i64, payload: &[u8]) -> Hmac
     mac
 }
 
-/// Signs `payload` with every secret in `secrets`, in order.
+/// Signs `payload` with every secret in `secrets`, in order: a `v1` entry per HMAC secret, a
+/// `v1a` entry per Ed25519 key.
 pub fn sign(secrets: &[&SecretVersion], id: &str, timestamp: i64, payload: &[u8]) -> SignedHeaders {
     let signature = secrets
         .iter()
-        .map(|s| {
-            let tag = mac(&s.value, id, timestamp, payload)
-                .finalize()
-                .into_bytes();
-            format!("v1,{}", STANDARD.encode(tag))
-        })
+        .map(|s| signature_entry(&s.value, id, timestamp, payload))
         .collect::<Vec<_>>()
         .join(" ");
     SignedHeaders {
@@ -127,12 +152,15 @@ pub fn verify(
     let sent: i64 = timestamp
         .parse()
         .map_err(|_| VerifyFailure::MalformedTimestamp)?;
-    let signatures: Vec<Vec<u8>> = signature_header
-        .split(' ')
-        .filter_map(|entry| entry.strip_prefix("v1,"))
-        .filter_map(|encoded| STANDARD.decode(encoded).ok())
-        .collect();
-    if signatures.is_empty() {
+    let entries = |version: &'static str| {
+        signature_header
+            .split(' ')
+            .filter_map(move |entry| entry.strip_prefix(version))
+            .filter_map(|encoded| STANDARD.decode(encoded).ok())
+            .collect::<Vec<Vec<u8>>>()
+    };
+    let (hmacs, ed25519s) = (entries("v1,"), entries("v1a,"));
+    if hmacs.is_empty() && ed25519s.is_empty() {
         return Err(VerifyFailure::MalformedSignature);
     }
     let age = now.timestamp() - sent;
@@ -142,12 +170,24 @@ pub fn verify(
     if -age > i64::from(tolerance_seconds) {
         return Err(VerifyFailure::FutureTimestamp);
     }
+    let content = signed_content(id, sent, payload);
     for secret in secrets {
-        let expected = mac(&secret.value, id, sent, payload);
-        for candidate in &signatures {
-            if expected.clone().verify_slice(candidate).is_ok() {
-                return Ok(secret.version_id.clone());
+        let matched = match secret.value.public_key() {
+            Some(public) => {
+                let key = UnparsedPublicKey::new(&ED25519, public.as_bytes());
+                ed25519s
+                    .iter()
+                    .any(|candidate| key.verify(&content, candidate).is_ok())
             }
+            None => {
+                let expected = mac(&secret.value, id, sent, payload);
+                hmacs
+                    .iter()
+                    .any(|candidate| expected.clone().verify_slice(candidate).is_ok())
+            }
+        };
+        if matched {
+            return Ok(secret.version_id.clone());
         }
     }
     Err(VerifyFailure::NoMatchingSignature)
@@ -250,6 +290,66 @@ mod tests {
             ),
             Err(VerifyFailure::MalformedTimestamp)
         );
+    }
+
+    /// Svix's server signs its test message with its test key to exactly this `v1a` entry.
+    #[test]
+    fn matches_svix_ed25519_test_vector() {
+        let key = version("whsk_6Xb/dCcHpPea21PS1N9VY/NZW723CEc77N4rJCubMbfVKIDij2HKpMKkioLlX0dRqSKJp4AJ6p9lMicMFs6Kvg==");
+        let payload = br#"{"test": 2432232314}"#;
+        let signed = sign(&[&key], "msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330, payload);
+        assert_eq!(
+            signed.signature,
+            "v1a,hnO3f9T8Ytu9HwrXslvumlUpqtNVqkhqw/enGzPCXe5BdqzCInXqYXFymVJaA7AZdpXwVLPo3mNl8EM+m7TBAg=="
+        );
+        let now = Utc.timestamp_opt(1614265330, 0).unwrap();
+        let verdict = |header: &str, body: &[u8]| {
+            verify(
+                &[&key],
+                "msg_p5jXN8AQM9LWM0D4loKWxJek",
+                "1614265330",
+                header,
+                body,
+                now,
+                300,
+            )
+        };
+        assert_eq!(
+            verdict(&signed.signature, payload),
+            Ok(key.version_id.clone())
+        );
+        assert_eq!(
+            verdict(&signed.signature, b"tampered"),
+            Err(VerifyFailure::NoMatchingSignature)
+        );
+        // The same bytes offered as an HMAC entry verify nothing.
+        let as_v1 = signed.signature.replacen("v1a,", "v1,", 1);
+        assert_eq!(
+            verdict(&as_v1, payload),
+            Err(VerifyFailure::NoMatchingSignature)
+        );
+    }
+
+    #[test]
+    fn hmac_and_ed25519_keys_sign_side_by_side() {
+        let old = version("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw");
+        let new = version("whsk_6Xb/dCcHpPea21PS1N9VY/NZW723CEc77N4rJCubMbfVKIDij2HKpMKkioLlX0dRqSKJp4AJ6p9lMicMFs6Kvg==");
+        let signed = sign(&[&new, &old], "msg_1", 1_700_000_000, b"x");
+        let entries: Vec<&str> = signed.signature.split(' ').collect();
+        assert!(entries[0].starts_with("v1a,") && entries[1].starts_with("v1,"));
+        let now = Utc.timestamp_opt(1_700_000_000, 0).unwrap();
+        for only in [&old, &new] {
+            let matched = verify(
+                &[only],
+                "msg_1",
+                "1700000000",
+                &signed.signature,
+                b"x",
+                now,
+                300,
+            );
+            assert_eq!(matched, Ok(only.version_id.clone()));
+        }
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! The endpoints repository and its one-secret-per-endpoint layout.
 
+use super::events::Announcer;
 use super::{
     decode, encode, AccountSecret, EndpointPage, Rotation, StoredEndpoint, VaultError, Written,
 };
@@ -13,6 +14,7 @@ use crate::domain::idempotency::{Idempotency, Replay};
 use crate::domain::ids::{EndpointId, TenantId, VersionId};
 use crate::domain::rotation::rotated;
 use crate::domain::secret::{SecretSpec, WebhookSecret};
+use crate::events::{EventAction, EventSink, LogSink};
 use crate::store::{ListFilter, SecretName, SecretStore, StoreError};
 use async_trait::async_trait;
 use futures::future::join_all;
@@ -91,6 +93,8 @@ pub struct SecretPerEndpoint {
     pub(super) store: Arc<dyn SecretStore>,
     pub(super) prefix: String,
     pub(super) clock: Arc<dyn Clock>,
+    /// Publishes the event of every create, rotation and delete.
+    pub(super) announcer: Announcer,
 }
 
 impl SecretPerEndpoint {
@@ -99,10 +103,32 @@ impl SecretPerEndpoint {
         prefix: impl Into<String>,
         clock: Arc<dyn Clock>,
     ) -> Self {
+        let prefix = prefix.into();
         Self {
+            announcer: Announcer::new(
+                Arc::new(LogSink),
+                Arc::clone(&store),
+                &prefix,
+                Arc::clone(&clock),
+            ),
             store,
-            prefix: prefix.into(),
+            prefix,
             clock,
+        }
+    }
+
+    /// The same layout on the same store, announcing to `sink`.
+    pub fn announcing_to(&self, sink: Arc<dyn EventSink>) -> Self {
+        Self {
+            announcer: Announcer::new(
+                sink,
+                Arc::clone(&self.store),
+                &self.prefix,
+                Arc::clone(&self.clock),
+            ),
+            store: Arc::clone(&self.store),
+            prefix: self.prefix.clone(),
+            clock: Arc::clone(&self.clock),
         }
     }
 
@@ -180,76 +206,84 @@ impl EndpointRepository for SecretPerEndpoint {
         new: NewEndpoint,
         idempotency: Option<&Idempotency>,
     ) -> Result<Written, VaultError> {
-        let tenant = writer.tenant();
-        let id = match (new.id, idempotency) {
-            (Some(id), _) => id,
-            (None, Some(idempotency)) => idempotency.endpoint_id(tenant),
-            (None, None) => EndpointId::generate(),
-        };
-        let name = self.secret_name(tenant, &id)?;
-        let now = self.clock.now();
-        let version_id = VersionId::stamped(now);
-        let value = match new.secret {
-            SecretSource::Supplied(secret) => secret,
-            SecretSource::Generate(spec) => WebhookSecret::generate(spec)?,
-            SecretSource::LikeCurrent => WebhookSecret::generate(SecretSpec::default())?,
-        };
-        let record = EndpointRecord {
-            schema: RECORD_SCHEMA,
-            endpoint: Endpoint {
-                id,
-                tenant: tenant.clone(),
-                url: new.url,
-                name: new.name,
-                description: new.description,
-                topics: new.topics,
-                created_at: now,
-                updated_at: now,
-                status: new.status,
-                request_config: new.request_config,
-                version: new.version,
-                rotation_policy: new.rotation_policy,
-            },
-            secret: SecretVersion {
-                version_id: version_id.clone(),
-                value,
-                created_at: now,
-                replaces: None,
-                expires_at: None,
-            },
-            previous_secrets: Vec::new(),
-            keyed_writes: idempotency
-                .map(|i| i.keyed_write(&version_id, now))
-                .into_iter()
-                .collect(),
-        };
-        let mut tags = vec![
-            ("webhook-secrets:tenant".to_owned(), tenant.to_string()),
-            (
-                "webhook-secrets:endpoint".to_owned(),
-                record.endpoint.id.to_string(),
-            ),
-        ];
-        tags.extend(RotationPolicy::tags(new.rotation_policy).0);
-        match self
-            .store
-            .create(&name, &version_id, &encode(&record)?, &tags)
-            .await
-        {
-            Ok(()) => Ok(Written {
-                record,
-                replayed: false,
-            }),
-            // The endpoint exists: a replay if an earlier attempt of this request made it.
-            Err(StoreError::AlreadyExists) => match idempotency {
-                Some(idempotency) => self
-                    .replay(tenant, &record.endpoint.id, idempotency)
-                    .await?
-                    .ok_or(StoreError::AlreadyExists.into()),
-                None => Err(StoreError::AlreadyExists.into()),
-            },
-            Err(other) => Err(other.into()),
+        let written: Result<Written, VaultError> = async {
+            let tenant = writer.tenant();
+            let id = match (new.id, idempotency) {
+                (Some(id), _) => id,
+                (None, Some(idempotency)) => idempotency.endpoint_id(tenant),
+                (None, None) => EndpointId::generate(),
+            };
+            let name = self.secret_name(tenant, &id)?;
+            let now = self.clock.now();
+            let version_id = VersionId::stamped(now);
+            let value = match new.secret {
+                SecretSource::Supplied(secret) => secret,
+                SecretSource::Generate(spec) => WebhookSecret::generate(spec)?,
+                SecretSource::LikeCurrent => WebhookSecret::generate(SecretSpec::default())?,
+            };
+            let record = EndpointRecord {
+                schema: RECORD_SCHEMA,
+                endpoint: Endpoint {
+                    id,
+                    tenant: tenant.clone(),
+                    url: new.url,
+                    name: new.name,
+                    description: new.description,
+                    topics: new.topics,
+                    created_at: now,
+                    updated_at: now,
+                    status: new.status,
+                    request_config: new.request_config,
+                    version: new.version,
+                    rotation_policy: new.rotation_policy,
+                },
+                secret: SecretVersion {
+                    version_id: version_id.clone(),
+                    value,
+                    created_at: now,
+                    replaces: None,
+                    expires_at: None,
+                },
+                previous_secrets: Vec::new(),
+                keyed_writes: idempotency
+                    .map(|i| i.keyed_write(&version_id, now))
+                    .into_iter()
+                    .collect(),
+            };
+            let mut tags = vec![
+                ("webhook-secrets:tenant".to_owned(), tenant.to_string()),
+                (
+                    "webhook-secrets:endpoint".to_owned(),
+                    record.endpoint.id.to_string(),
+                ),
+            ];
+            tags.extend(RotationPolicy::tags(new.rotation_policy).0);
+            match self
+                .store
+                .create(&name, &version_id, &encode(&record)?, &tags)
+                .await
+            {
+                Ok(()) => Ok(Written {
+                    record,
+                    replayed: false,
+                }),
+                // The endpoint exists: a replay if an earlier attempt of this request made it.
+                Err(StoreError::AlreadyExists) => match idempotency {
+                    Some(idempotency) => self
+                        .replay(tenant, &record.endpoint.id, idempotency)
+                        .await?
+                        .ok_or(StoreError::AlreadyExists.into()),
+                    None => Err(StoreError::AlreadyExists.into()),
+                },
+                Err(other) => Err(other.into()),
+            }
         }
+        .await;
+        let written = written?;
+        self.announcer
+            .announce(EventAction::EndpointCreated, &written.record)
+            .await;
+        Ok(written)
     }
 
     async fn get_endpoint(
@@ -304,12 +338,20 @@ impl EndpointRepository for SecretPerEndpoint {
         writer: &Writer,
         id: &EndpointId,
     ) -> Result<EndpointRecord, VaultError> {
-        let tenant = writer.tenant();
-        // Read first so another tenant's endpoint, or a record that is not an endpoint, is
-        // never deleted through this path.
-        let stored = self.get_endpoint(tenant, id).await?;
-        self.store.delete(&self.secret_name(tenant, id)?).await?;
-        Ok(stored.record)
+        let written: Result<EndpointRecord, VaultError> = async {
+            let tenant = writer.tenant();
+            // Read first so another tenant's endpoint, or a record that is not an endpoint, is
+            // never deleted through this path.
+            let stored = self.get_endpoint(tenant, id).await?;
+            self.store.delete(&self.secret_name(tenant, id)?).await?;
+            Ok(stored.record)
+        }
+        .await;
+        let written = written?;
+        self.announcer
+            .announce(EventAction::EndpointDeleted, &written)
+            .await;
+        Ok(written)
     }
 
     /// Replaces the endpoint's secret with a new one, as a compare-and-swap on the version
@@ -324,58 +366,66 @@ impl EndpointRepository for SecretPerEndpoint {
         id: &EndpointId,
         rotation: Rotation<'_>,
     ) -> Result<Written, VaultError> {
-        let tenant = writer.tenant();
-        let Rotation {
-            source,
-            grace,
-            idempotency,
-            invalidate_older,
-        } = rotation;
-        let name = self.secret_name(tenant, id)?;
-        let now = self.clock.now();
-        let current = self.get_endpoint(tenant, id).await?;
-        if let Some(idempotency) = idempotency {
-            if let Some(replayed) = self.replay_from(tenant, id, &current, idempotency).await? {
-                return Ok(replayed);
+        let written: Result<Written, VaultError> = async {
+            let tenant = writer.tenant();
+            let Rotation {
+                source,
+                grace,
+                idempotency,
+                invalidate_older,
+            } = rotation;
+            let name = self.secret_name(tenant, id)?;
+            let now = self.clock.now();
+            let current = self.get_endpoint(tenant, id).await?;
+            if let Some(idempotency) = idempotency {
+                if let Some(replayed) = self.replay_from(tenant, id, &current, idempotency).await? {
+                    return Ok(replayed);
+                }
+            }
+            // A fresh version id every attempt: a retry of a write that never took effect must not
+            // collide with the version its first attempt may have left behind.
+            let version_id = VersionId::stamped(now);
+            let mut record = rotated(
+                current.record,
+                source,
+                grace,
+                invalidate_older,
+                version_id.clone(),
+                now,
+            )?;
+            record.remember_keyed_write(now, idempotency.map(|i| i.keyed_write(&version_id, now)));
+            match self
+                .store
+                .replace_current(
+                    &name,
+                    &current.record_version,
+                    &version_id,
+                    &encode(&record)?,
+                )
+                .await
+            {
+                Ok(()) => Ok(Written {
+                    record,
+                    replayed: false,
+                }),
+                // Lost the swap. If the winner was this same request (a concurrent retry), its
+                // answer is this one's; otherwise nothing was changed by this attempt.
+                Err(StoreError::Conflict | StoreError::VersionExists) => match idempotency {
+                    Some(idempotency) => self
+                        .replay(tenant, id, idempotency)
+                        .await?
+                        .ok_or_else(VaultError::conflict),
+                    None => Err(VaultError::conflict()),
+                },
+                Err(other) => Err(other.into()),
             }
         }
-        // A fresh version id every attempt: a retry of a write that never took effect must not
-        // collide with the version its first attempt may have left behind.
-        let version_id = VersionId::stamped(now);
-        let mut record = rotated(
-            current.record,
-            source,
-            grace,
-            invalidate_older,
-            version_id.clone(),
-            now,
-        )?;
-        record.remember_keyed_write(now, idempotency.map(|i| i.keyed_write(&version_id, now)));
-        match self
-            .store
-            .replace_current(
-                &name,
-                &current.record_version,
-                &version_id,
-                &encode(&record)?,
-            )
-            .await
-        {
-            Ok(()) => Ok(Written {
-                record,
-                replayed: false,
-            }),
-            // Lost the swap. If the winner was this same request (a concurrent retry), its
-            // answer is this one's; otherwise nothing was changed by this attempt.
-            Err(StoreError::Conflict | StoreError::VersionExists) => match idempotency {
-                Some(idempotency) => self
-                    .replay(tenant, id, idempotency)
-                    .await?
-                    .ok_or_else(VaultError::conflict),
-                None => Err(VaultError::conflict()),
-            },
-            Err(other) => Err(other.into()),
-        }
+        .await;
+        let written = written?;
+        self.announcer
+            .announce(EventAction::SecretRotated, &written.record)
+            .await;
+        Ok(written)
     }
 
     /// Changes an endpoint's metadata, its rotation policy included, and keeps the policy's

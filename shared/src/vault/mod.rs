@@ -10,6 +10,7 @@
 //! [`SecretStore`]: crate::store::SecretStore
 
 pub mod endpoints;
+pub mod events;
 pub mod protocol;
 pub mod records;
 pub mod schedule;

@@ -18,6 +18,7 @@ use crate::domain::endpoint::{EndpointRecord, GracePeriod, SecretSource};
 use crate::domain::ids::{EndpointId, TenantId, VersionId};
 use crate::domain::rotation::rotated;
 use crate::domain::signature;
+use crate::events::{EventAction, Origin, Trigger};
 use crate::store::{SecretName, StoreError};
 use serde::{Deserialize, Serialize};
 
@@ -206,7 +207,13 @@ pub async fn rotation_step(
                 .promote(&target.name, &target.token, &current.record_version)
                 .await
             {
-                Ok(()) => Ok(StepOutcome::Finished),
+                Ok(()) => {
+                    endpoints
+                        .announcer
+                        .announce(EventAction::SecretRotated, &record)
+                        .await;
+                    Ok(StepOutcome::Finished)
+                }
                 Err(StoreError::Conflict) => {
                     endpoints
                         .store
@@ -280,7 +287,12 @@ pub async fn run_step(
     event: &RotationEvent,
     request_id: &str,
 ) -> Result<StepOutcome, ProtocolError> {
-    let outcome = rotation_step(endpoints, event).await;
+    let origin = Origin {
+        trigger: Trigger::SecretsManagerRotation,
+        route: None,
+        request_id: request_id.to_owned(),
+    };
+    let outcome = origin.scope(rotation_step(endpoints, event)).await;
     let finished = matches!(
         (&outcome, event.step),
         (Ok(StepOutcome::Finished), _) | (Err(_), Step::FinishSecret)

@@ -64,6 +64,11 @@ impl Records {
         Ok(())
     }
 
+    /// Deletes the record at `path`; deleting a missing one succeeds.
+    pub async fn delete(&self, path: &str) -> Result<(), VaultError> {
+        Ok(self.store.delete(&self.name(path)?).await?)
+    }
+
     /// Every record under `{prefix}/_{folder}/`, in listing order.
     pub async fn list<T: DeserializeOwned>(&self, folder: &str) -> Result<Vec<T>, VaultError> {
         let prefix = format!("{}/_{folder}/", self.prefix);

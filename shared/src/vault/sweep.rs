@@ -13,6 +13,7 @@ use super::schedule::{self, Assessment, Candidate, NothingToDo, Plan, PlannedWri
 use super::{SecretPerEndpoint, VaultError};
 use crate::audit::{AuditRecord, AuditSink, AUDIT_MARKER};
 use crate::domain::endpoint::ROTATION_PERIOD_TAG;
+use crate::events::{EventAction, Origin, Trigger};
 use crate::settings::{non_blank, number, ConfigError};
 use crate::store::{ListFilter, StoreError};
 use chrono::{DateTime, Utc};
@@ -102,6 +103,10 @@ pub struct SweepSummary {
     pub failed: usize,
     /// Left for the next run: the deadline came, or throttling outlasted the retries.
     pub deferred: usize,
+    /// Events from the outbox (their first publish had failed) published by this run.
+    pub events_republished: usize,
+    /// Events still in the outbox: the bus failed again; the next run tries again.
+    pub events_unpublished: usize,
     pub duration_ms: u64,
     /// Everything due was handled; `false` means the next run has work left.
     pub complete: bool,
@@ -195,6 +200,16 @@ pub async fn sweep(
         started_at: Some(now),
         ..SweepSummary::default()
     };
+    // Events whose first publish failed go out first; a failure here does not stop rotation.
+    match vault.announcer.republish_outbox().await {
+        Ok(outbox) => {
+            summary.events_republished = outbox.republished;
+            summary.events_unpublished = outbox.left;
+        }
+        Err(err) => {
+            tracing::warn!(error = %err, "the event outbox could not be read; the next run tries again");
+        }
+    }
     let (work, listed_all) = list_work(vault, now, stop_at, settings, &mut summary).await?;
     let budget = WriteBudget::new(settings.writes_per_second);
     let tally = Mutex::new(summary);
@@ -202,8 +217,16 @@ pub async fn sweep(
         .for_each_concurrent(settings.concurrency.max(1), |candidate| {
             let (budget, tally) = (&budget, &tally);
             async move {
-                let outcome =
-                    handle(vault, audit, run_id, &candidate, budget, stop_at, settings).await;
+                let origin = Origin {
+                    trigger: Trigger::Schedule,
+                    route: None,
+                    request_id: run_id.to_owned(),
+                };
+                let outcome = origin
+                    .scope(handle(
+                        vault, audit, run_id, &candidate, budget, stop_at, settings,
+                    ))
+                    .await;
                 let mut summary = crate::domain::lock(tally);
                 summary.throttled += outcome.throttled;
                 match outcome.result {
@@ -323,6 +346,12 @@ async fn handle(
         match result {
             Ok(plan) => {
                 record(vault, audit, run_id, &plan, "success");
+                if let (WriteKind::Rotate, Some(swap)) = (&plan.kind, &plan.swap) {
+                    vault
+                        .announcer
+                        .announce(EventAction::SecretRotated, &swap.record)
+                        .await;
+                }
                 return done(
                     match plan.kind {
                         WriteKind::Rotate => Handled::Rotated,
