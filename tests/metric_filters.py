@@ -271,10 +271,12 @@ ANCHORS = {
         "pub deferred: usize,",
         "pub throttled: usize,",
         "pub complete: bool,",
+        "pub events_unpublished: usize,",
         'trigger: Some("schedule")',
         '"secret.rotate"',
     ],
     "shared/src/lambda/mod.rs": ["crate::audit::write_line(&summary, false)"],
+    "shared/src/vault/events.rs": ['"event lost: not published and not kept in the outbox"'],
     "shared/src/vault/protocol.rs": [
         'trigger: Some("secretsmanager-rotation")',
         '"failed".to_owned()',
@@ -300,7 +302,7 @@ def check_anchors(filters, failures):
         for name in files:
             if name.endswith(".rs"):
                 with open(os.path.join(folder, name)) as f:
-                    routes |= set(re.findall(r'(?:Route::native\(|name: )"([a-z0-9-]+)"', f.read()))
+                    routes |= set(re.findall(r'(?:Route::native\(|Route::contract\(|name: )"([a-z0-9-]+)"', f.read()))
     filtered = set()
     for flt in filters.values():
         m = re.fullmatch(
@@ -346,7 +348,8 @@ def _summary(**counts):
     line = {"audit": "webhook-secrets", "action": "sweep.summary", "run_id": "run",
             "started_at": "2026-01-01T00:00:00Z", "scheduled": 10, "due": 4, "rotated": 0,
             "pruned": 0, "pending_cleared": 0, "skipped": 0, "throttled": 0, "failed": 0,
-            "deferred": 0, "duration_ms": 1200, "complete": True}
+            "deferred": 0, "events_republished": 0, "events_unpublished": 0, "duration_ms": 1200,
+            "complete": True}
     line.update(counts)
     return line
 
@@ -402,6 +405,15 @@ FIXTURES = [
      {"SweepRuns": 1, "SweepFailedEndpoints": 1, "SweepRotatedEndpoints": 2,
       "SweepDeferredEndpoints": 1, "SweepThrottles": 3}),
     (_summary(complete=False), {"SweepRuns": 1}),  # the listing itself ran out of time
+    (_summary(rotated=1, events_republished=3, events_unpublished=2),
+     {"SweepRuns": 1, "SweepCompleteRuns": 1, "SweepRotatedEndpoints": 1, "SweepEventsUnpublished": 2}),
+    # The vault's announcer (shared/src/vault/events.rs).
+    (_request("event not published; kept in the outbox for the next sweep", "WARN", event_id="v.rotated",
+              error="the event bus could not be reached: x"), {}),
+    (_request("event lost: not published and not kept in the outbox", "ERROR", event_id="v.rotated",
+              error="x", outbox_error="y", detail="{}"), {"EventsLost": 1}),
+    (_request("secret event", "INFO", source="webhook-secrets", detail_type="Webhook Secret Rotated",
+              detail="{}"), {}),
     # Other lines in the group.
     (_request("sweep starting", "INFO", run_id="run", deadline_ms=1, remaining_ms=899000), {}),
     (_request("scheduled rotation failed", "ERROR", run_id="run", endpoint="orders", tenant="acme",
