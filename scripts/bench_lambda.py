@@ -3,16 +3,21 @@
 
 A minimal Lambda Runtime API (the three routes a custom runtime uses) serves API Gateway HTTP
 API events to the real binary. Cold start = process spawn until the first response is posted
-(init + first request). Warm = one event's round trip, measured from the moment the runtime
-asks for the next event until its response arrives.
+(init + first request); cold CPU = the CPU time the process (all its threads) used by then,
+which is what stretches on Lambda's smaller memory sizes. Warm = one event's round trip,
+measured from the moment the runtime asks for the next event until its response arrives.
+Peak RSS = the process's maximum resident set over its whole life (cold start and warm
+events), the kernel's VmHWM.
 
-usage: bench_lambda.py BINARY RUNS WARM_EVENTS EVENT_JSON  (prints one JSON object)
+usage: bench_lambda.py COMMAND RUNS WARM_EVENTS EVENT_JSON  (prints one JSON object)
+COMMAND is a binary, or a command line (e.g. "python -m awslambdaric handler.fn").
 """
 
 import http.server
 import json
 import os
 import queue
+import shlex
 import statistics
 import subprocess
 import sys
@@ -23,6 +28,11 @@ import uuid
 
 class Runtime(http.server.ThreadingHTTPServer):
     daemon_threads = True
+
+    def handle_error(self, request, client_address):
+        # A runtime killed between two events resets its connection: expected, not an error.
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
 
     def __init__(self, event):
         super().__init__(("127.0.0.1", 0), Handler)
@@ -71,7 +81,29 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.wfile.write(body)
 
 
-def one_process(binary, warm_events, event):
+def peak_rss_kb(pid):
+    """The process's high-water resident set (VmHWM), read before it is stopped. Not the
+    rusage of the child: Linux carries the forking parent's (this script's) peak into it."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    raise RuntimeError(f"no VmHWM for process {pid}")
+
+
+def cpu_ms(pid):
+    """CPU time the process has used so far, all its threads (schedstat, nanoseconds)."""
+    total = 0
+    for task in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{task}/schedstat") as f:
+                total += int(f.read().split()[0])
+        except (FileNotFoundError, ProcessLookupError):
+            pass
+    return total / 1e6
+
+
+def one_process(command, warm_events, event):
     runtime = Runtime(event)
     threading.Thread(target=runtime.serve_forever, daemon=True).start()
     env = dict(os.environ)
@@ -85,14 +117,16 @@ def one_process(binary, warm_events, event):
     first_id = str(uuid.uuid4())
     runtime.pending.put(first_id)
     started = time.perf_counter()
-    process = subprocess.Popen([binary], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    rss_kb = None
     try:
         request_id, at, ok, payload = runtime.responses.get(timeout=30)
         cold = at - started
+        cold_cpu = cpu_ms(process.pid)
         status = json.loads(payload).get("statusCode") if ok else None
         if not ok or request_id != first_id or not status or status >= 500:
             raise RuntimeError(f"first invocation failed: {payload[:300]!r}")
-        warm = []
+        warm, statuses = [], {status}
         for _ in range(warm_events):
             request_id = str(uuid.uuid4())
             runtime.pending.put(request_id)
@@ -100,27 +134,36 @@ def one_process(binary, warm_events, event):
             if not ok:
                 raise RuntimeError(f"warm invocation failed: {payload[:300]!r}")
             warm.append(at - runtime.handed_out[request_id])
-        return cold, warm, status
+            statuses.add(json.loads(payload).get("statusCode"))
     finally:
         runtime.pending.put(None)
+        rss_kb = peak_rss_kb(process.pid)
         process.kill()
         process.wait()
         runtime.shutdown()
+    return cold, cold_cpu, warm, statuses, rss_kb
 
 
 def main():
-    binary, runs, warm_events, event_path = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+    command, runs, warm_events, event_path = shlex.split(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
     with open(event_path) as f:
         event = json.load(f)
-    colds, warms, statuses = [], [], set()
+    colds, cpus, warms, statuses, rss = [], [], [], set(), []
     for _ in range(runs):
-        cold, warm, status = one_process(binary, warm_events, event)
+        cold, cold_cpu, warm, seen, rss_kb = one_process(command, warm_events, event)
         colds.append(cold)
+        cpus.append(cold_cpu)
         warms.extend(warm)
-        statuses.add(status)
+        statuses |= seen
+        rss.append(rss_kb)
     print(json.dumps({
-        "binary_bytes": os.path.getsize(binary),
+        "binary_bytes": os.path.getsize(command[0]) if len(command) == 1 else None,
         "cold_ms_median": statistics.median(colds) * 1000,
+        "cold_ms_min": min(colds) * 1000,
+        "cold_ms_max": max(colds) * 1000,
+        "cold_cpu_ms_median": statistics.median(cpus),
+        "peak_rss_mb_median": statistics.median(rss) / 1024,
+        "peak_rss_mb_max": max(rss) / 1024,
         "warm_ms_median": statistics.median(warms) * 1000 if warms else None,
         "runs": runs,
         "warm_events": len(warms),
