@@ -8,50 +8,31 @@ pub mod logging;
 use crate::vault::protocol::{run_step, RotationEvent};
 use crate::vault::sweep::{sweep, SweepSettings, SweepSummary};
 use crate::App;
-use std::future::Future;
-use std::pin::Pin;
 use std::time::{Duration, Instant};
 use tracing::Instrument;
 
-/// A route as a function serves it: its future boxed, so that every function calls the one
-/// [`serve`] compiled here rather than instantiating the HTTP stack in its own crate.
-pub type BoxedRoute = for<'a> fn(
-    &'a App,
-    lambda_http::Request,
-) -> Pin<
-    Box<
-        dyn Future<Output = Result<lambda_http::Response<lambda_http::Body>, lambda_http::Error>>
-            + Send
-            + 'a,
-    >,
->;
+#[doc(hidden)]
+pub use {lambda_http as __lambda_http, tracing as __tracing};
 
 /// Runs one HTTP route as a Lambda function: builds the app once, then serves requests.
 /// A configuration problem is logged once, clearly, and fails the cold start.
-///
-/// It is not generic on purpose. The runtime, hyper and tower are monomorphised once, in
-/// this crate, instead of once per function crate; a function's own crate is then its `main`
-/// and a link, which is what keeps a one-line change to this library from recompiling the
-/// HTTP stack 18 times in a deploy build.
-pub async fn serve(route: BoxedRoute) -> Result<(), lambda_http::Error> {
-    logging::init();
-    let app = match App::from_env().await {
-        Ok(app) => app,
-        Err(err) => {
-            tracing::error!(error = %err, "cannot start");
-            return Err(err.into());
-        }
-    };
-    let app = &app;
-    lambda_http::run(lambda_http::service_fn(move |req| route(app, req))).await
-}
-
-/// A function's whole `main`: `serve!(webhook_secrets::api::get_endpoint)`.
 #[macro_export]
 macro_rules! serve {
-    ($route:path) => {
-        $crate::lambda::serve(|app, req| ::std::boxed::Box::pin($route(app, req))).await
-    };
+    ($route:path) => {{
+        $crate::lambda::logging::init();
+        let app = match $crate::App::from_env().await {
+            Ok(app) => app,
+            Err(err) => {
+                $crate::lambda::__tracing::error!(error = %err, "cannot start");
+                return Err(err.into());
+            }
+        };
+        let app = &app;
+        $crate::lambda::__lambda_http::run($crate::lambda::__lambda_http::service_fn(
+            move |req| $route(app, req),
+        ))
+        .await
+    }};
 }
 
 /// Builds what an event function needs once, logging a configuration problem clearly.
