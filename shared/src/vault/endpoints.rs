@@ -206,6 +206,7 @@ impl EndpointRepository for SecretPerEndpoint {
         new: NewEndpoint,
         idempotency: Option<&Idempotency>,
     ) -> Result<Written, VaultError> {
+        // Every way out of the write that succeeds, a replay included, is announced.
         let written: Result<Written, VaultError> = async {
             let tenant = writer.tenant();
             let id = match (new.id, idempotency) {
@@ -338,20 +339,15 @@ impl EndpointRepository for SecretPerEndpoint {
         writer: &Writer,
         id: &EndpointId,
     ) -> Result<EndpointRecord, VaultError> {
-        let written: Result<EndpointRecord, VaultError> = async {
-            let tenant = writer.tenant();
-            // Read first so another tenant's endpoint, or a record that is not an endpoint, is
-            // never deleted through this path.
-            let stored = self.get_endpoint(tenant, id).await?;
-            self.store.delete(&self.secret_name(tenant, id)?).await?;
-            Ok(stored.record)
-        }
-        .await;
-        let written = written?;
+        let tenant = writer.tenant();
+        // Read first so another tenant's endpoint, or a record that is not an endpoint, is
+        // never deleted through this path.
+        let stored = self.get_endpoint(tenant, id).await?;
+        self.store.delete(&self.secret_name(tenant, id)?).await?;
         self.announcer
-            .announce(EventAction::EndpointDeleted, &written)
+            .announce(EventAction::EndpointDeleted, &stored.record)
             .await;
-        Ok(written)
+        Ok(stored.record)
     }
 
     /// Replaces the endpoint's secret with a new one, as a compare-and-swap on the version
@@ -366,6 +362,7 @@ impl EndpointRepository for SecretPerEndpoint {
         id: &EndpointId,
         rotation: Rotation<'_>,
     ) -> Result<Written, VaultError> {
+        // Every way out of the write that succeeds, a replay included, is announced.
         let written: Result<Written, VaultError> = async {
             let tenant = writer.tenant();
             let Rotation {
