@@ -36,9 +36,10 @@ bench-sweep: $(TOOLS)
 # `sam build` runs `make build-<LogicalId>` for every function (BuildMethod: makefile) in this
 # folder (--build-in-source: otherwise it first copies the tree, target/ included, per function).
 # Each such target runs one `cargo lambda build` of every function: the first does the work,
-# the rest find it done in under 2 s each (cargo's lock on target/ makes concurrent ones wait),
-# so the dependencies and shared/ are compiled once and the function crates two at a time. A
-# deployed function is built without default features: it links no SQLite.
+# the rest find it done in under 2 s each (cargo's lock on target/ makes concurrent ones wait).
+# The dependencies and shared/ are compiled once; each function's `main` only names its route,
+# so its own crate is a link of about a second (README, Deploy: build times). A deployed
+# function is built without default features: it links no SQLite.
 sam-build: $(TOOLS)
 	AWS_DEFAULT_REGION=$${AWS_DEFAULT_REGION:-us-east-1} sam build --build-in-source
 

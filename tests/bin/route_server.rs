@@ -3,7 +3,7 @@
 //! environments.
 //!
 //! It is the Lambda runtime's stand-in, not product code: it builds the app exactly as each
-//! function's `serve!` does (`App::from_env()`: `VAULT_BACKEND`, `VAULT_PATH`, `VAULT_PREFIX`,
+//! function's `lambda::run_http` does (`App::from_env()`: `VAULT_BACKEND`, `VAULT_PATH`, `VAULT_PREFIX`,
 //! `AWS_ENDPOINT_URL`, ...), and hands each request to its route function as API Gateway
 //! (HTTP API, payload 2.0) does: the matched path parameters and the decoded query string
 //! attached to the request. The routes are the `[workspace.metadata.lambda.watch.router]`

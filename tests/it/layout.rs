@@ -1,7 +1,7 @@
 //! One list of functions, everywhere it is written. A function is a folder under functions/
 //! with a Cargo.toml; its name is its binary's (the `[[bin]]` name, else the package name,
-//! which must be the folder's name). It is an HTTP function when its crate depends on
-//! `lambda_http`, an event function otherwise. Each must appear, and nothing else may:
+//! which must be the folder's name). It is an HTTP function when its `main` serves a route
+//! (`webhook_secrets::lambda::run_http`), an event function otherwise. Each must appear, and nothing else may:
 //!
 //! - in the root Cargo.toml `[workspace] members`, as `functions/<name>`;
 //! - in the watch router (`[workspace.metadata.lambda.watch.router]`, what `make dev` serves)
@@ -75,8 +75,8 @@ fn disagreements(root: &Path) -> Vec<String> {
                  `{folder_name}`: a function's folder, package and binary share one name"
             ));
         }
-        let http = toml_keys(&section(&text, "dependencies")).contains("lambda_http")
-            || !sections(&text, "dependencies.lambda_http").is_empty();
+        let main = std::fs::read_to_string(folder.join("src/main.rs")).unwrap_or_default();
+        let http = main.contains("lambda::run_http(");
         functions.insert(
             name,
             Function {
@@ -311,19 +311,6 @@ fn sections(text: &str, name: &str) -> Vec<String> {
 
 fn section(text: &str, name: &str) -> String {
     sections(text, name).concat()
-}
-
-/// The keys a table sets: `lambda_http.workspace = true` and `lambda_http = "1"` both set
-/// `lambda_http`.
-fn toml_keys(table: &str) -> BTreeSet<String> {
-    table
-        .lines()
-        .filter_map(|line| {
-            let (key, _) = line.split_once('=')?;
-            let key = key.split('.').next()?.trim().trim_matches('"');
-            (!key.is_empty() && !key.contains(char::is_whitespace)).then(|| key.to_owned())
-        })
-        .collect()
 }
 
 /// The double-quoted strings of `text`, in order.

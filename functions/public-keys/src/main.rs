@@ -1,4 +1,3 @@
-#[tokio::main]
-async fn main() -> Result<(), lambda_http::Error> {
-    webhook_secrets::serve!(webhook_secrets::api::public_keys)
+fn main() -> Result<(), webhook_secrets::lambda::Error> {
+    webhook_secrets::lambda::run_http(webhook_secrets::lambda::routes::public_keys)
 }
