@@ -13,6 +13,7 @@ use crate::store::secrets_manager::{
 use crate::store::SecretStore;
 use crate::vault::records::Records;
 use crate::vault::SecretPerEndpoint;
+use aws_config::{BehaviorVersion, SdkConfig};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -93,6 +94,9 @@ impl Config {
 
     /// Builds the store, repository and authenticator this configuration describes.
     pub async fn build(&self, clock: Arc<dyn Clock>) -> Result<App, ConfigError> {
+        // One AWS configuration for every client: loading it again per client would build a
+        // second HTTP client and TLS set-up on every cold start.
+        let mut aws: Option<SdkConfig> = None;
         let store: Arc<dyn SecretStore> = match &self.backend {
             #[cfg(feature = "embedded")]
             Backend::Embedded { path } => Arc::new(
@@ -105,21 +109,35 @@ impl Config {
                     "VAULT_BACKEND=embedded: this build has no embedded store (deployed functions link only Secrets Manager); set VAULT_BACKEND=secretsmanager".into(),
                 ))
             }
-            Backend::SecretsManager(settings, placement) => Arc::new(
-                SecretsManagerStore::from_env(*settings)
-                    .await
-                    .map_err(|e| ConfigError(format!("VAULT_BACKEND=secretsmanager: {e}")))?
-                    .with_placement(placement.clone()),
-            ),
+            Backend::SecretsManager(settings, placement) => {
+                let config = aws.insert(load_aws().await);
+                Arc::new(
+                    SecretsManagerStore::from_sdk_config(config, *settings)
+                        .map_err(|e| ConfigError(format!("VAULT_BACKEND=secretsmanager: {e}")))?
+                        .with_placement(placement.clone()),
+                )
+            }
         };
         let app = App::new(store, &self.prefix, clock, self.key_cache_ttl);
         Ok(match &self.events {
             SinkSettings::Log => app,
             SinkSettings::EventBridge { bus } => {
-                app.with_events(Arc::new(EventBridgeSink::from_env(bus.clone()).await))
+                let config = match aws {
+                    Some(config) => config,
+                    None => load_aws().await,
+                };
+                app.with_events(Arc::new(EventBridgeSink::from_sdk_config(
+                    &config,
+                    bus.clone(),
+                )))
             }
         })
     }
+}
+
+/// The environment's AWS settings (region, credentials, `AWS_ENDPOINT_URL`, ...).
+async fn load_aws() -> SdkConfig {
+    aws_config::defaults(BehaviorVersion::latest()).load().await
 }
 
 /// The state every function builds once and borrows per request.

@@ -20,7 +20,7 @@ use webhook_secrets::vault::sweep::{sweep, SweepSettings, SweepSummary};
 /// A bus of the test's own, a rule to a queue of its own, and the queue's client.
 struct Bus {
     name: String,
-    eventbridge: aws_sdk_eventbridge::Client,
+    config: aws_config::SdkConfig,
     sqs: aws_sdk_sqs::Client,
     queue_url: String,
 }
@@ -83,14 +83,16 @@ impl Bus {
             .unwrap();
         Self {
             name,
-            eventbridge,
+            config,
             sqs,
             queue_url,
         }
     }
 
+    /// The sink a function builds: its client shares the function's AWS configuration and is
+    /// made on the first publish.
     fn sink(&self) -> EventBridgeSink {
-        EventBridgeSink::new(self.eventbridge.clone(), &self.name)
+        EventBridgeSink::from_sdk_config(&self.config, &self.name)
     }
 
     /// Every message on the queue, as the EventBridge envelopes the rule delivered.

@@ -4,39 +4,59 @@ use super::{EventSink, PublishError, SecretEvent, EVENT_SOURCE};
 use async_trait::async_trait;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
-use aws_config::BehaviorVersion;
+use aws_config::SdkConfig;
 use aws_sdk_eventbridge::types::PutEventsRequestEntry;
 use aws_sdk_eventbridge::Client;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 /// Publishes to one bus (a name or an ARN). The caller is waiting for its answer, so a publish
 /// gives up after 3 attempts and 3 seconds; what fails goes to the outbox.
 pub struct EventBridgeSink {
-    client: Client,
+    client: LazyClient,
     bus: String,
+}
+
+/// The client is built on the first publish: most functions never write, and their cold start
+/// should not pay for a client they will not use.
+enum LazyClient {
+    Ready(Client),
+    FromConfig(Box<SdkConfig>, OnceLock<Client>),
 }
 
 impl EventBridgeSink {
     pub fn new(client: Client, bus: impl Into<String>) -> Self {
         Self {
-            client,
+            client: LazyClient::Ready(client),
             bus: bus.into(),
         }
     }
 
-    /// A client from the environment's AWS settings (region, credentials, `AWS_ENDPOINT_URL`).
-    pub async fn from_env(bus: impl Into<String>) -> Self {
-        let config = aws_config::defaults(BehaviorVersion::latest())
-            .retry_config(RetryConfig::standard().with_max_attempts(3))
-            .timeout_config(
-                TimeoutConfig::builder()
-                    .operation_attempt_timeout(Duration::from_secs(1))
-                    .operation_timeout(Duration::from_secs(3))
-                    .build(),
-            )
-            .load()
-            .await;
-        Self::new(Client::new(&config), bus)
+    /// A sink whose client shares `config` (credentials, region, `AWS_ENDPOINT_URL`, the HTTP
+    /// client) with the function's other clients, built when it first publishes.
+    pub fn from_sdk_config(config: &SdkConfig, bus: impl Into<String>) -> Self {
+        Self {
+            client: LazyClient::FromConfig(Box::new(config.clone()), OnceLock::new()),
+            bus: bus.into(),
+        }
+    }
+
+    fn client(&self) -> &Client {
+        match &self.client {
+            LazyClient::Ready(client) => client,
+            LazyClient::FromConfig(config, client) => client.get_or_init(|| {
+                let config = aws_sdk_eventbridge::config::Builder::from(config.as_ref())
+                    .retry_config(RetryConfig::standard().with_max_attempts(3))
+                    .timeout_config(
+                        TimeoutConfig::builder()
+                            .operation_attempt_timeout(Duration::from_secs(1))
+                            .operation_timeout(Duration::from_secs(3))
+                            .build(),
+                    )
+                    .build();
+                Client::from_conf(config)
+            }),
+        }
     }
 }
 
@@ -55,7 +75,7 @@ impl EventSink for EventBridgeSink {
             );
         }
         let answer = self
-            .client
+            .client()
             .put_events()
             .set_entries(Some(entries))
             .send()

@@ -14,7 +14,7 @@ use crate::domain::ids::VersionId;
 use async_trait::async_trait;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
-use aws_config::BehaviorVersion;
+use aws_config::{BehaviorVersion, SdkConfig};
 use aws_sdk_secretsmanager::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_secretsmanager::types::{Filter, FilterNameStringType, ReplicaRegionType, Tag};
 use aws_sdk_secretsmanager::Client;
@@ -32,6 +32,20 @@ pub struct ClientSettings {
     pub max_attempts: u32,
     pub attempt_timeout: Duration,
     pub operation_timeout: Duration,
+}
+
+impl ClientSettings {
+    fn retry_config(&self) -> RetryConfig {
+        RetryConfig::standard().with_max_attempts(self.max_attempts)
+    }
+
+    fn timeout_config(&self) -> TimeoutConfig {
+        TimeoutConfig::builder()
+            .connect_timeout(self.attempt_timeout)
+            .operation_attempt_timeout(self.attempt_timeout)
+            .operation_timeout(self.operation_timeout)
+            .build()
+    }
 }
 
 impl Default for ClientSettings {
@@ -72,11 +86,22 @@ impl SecretsManagerStore {
     /// `AWS_ENDPOINT_URL`, ...) with standard retries and explicit timeouts. A missing region
     /// is reported now rather than on the first request.
     pub async fn from_env(settings: ClientSettings) -> Result<Self, String> {
-        let config = Self::config_loader(settings).load().await;
+        let config = aws_config::defaults(BehaviorVersion::latest()).load().await;
+        Self::from_sdk_config(&config, settings)
+    }
+
+    /// The same, from an AWS configuration already loaded: a function loads one and shares it
+    /// (its credentials, region and HTTP client, whose TLS set-up is most of a cold start)
+    /// with every client it builds.
+    pub fn from_sdk_config(config: &SdkConfig, settings: ClientSettings) -> Result<Self, String> {
         if config.region().is_none() {
             return Err("no AWS region is configured: set AWS_REGION (Lambda sets it)".into());
         }
-        Ok(Self::new(Client::new(&config)))
+        let config = aws_sdk_secretsmanager::config::Builder::from(config)
+            .retry_config(settings.retry_config())
+            .timeout_config(settings.timeout_config())
+            .build();
+        Ok(Self::new(Client::from_conf(config)))
     }
 
     /// The SDK configuration this store runs with: standard retry mode (exponential backoff
@@ -84,14 +109,8 @@ impl SecretsManagerStore {
     /// timeouts. Tests add an endpoint to it to aim the same client at a fault injector.
     pub fn config_loader(settings: ClientSettings) -> aws_config::ConfigLoader {
         aws_config::defaults(BehaviorVersion::latest())
-            .retry_config(RetryConfig::standard().with_max_attempts(settings.max_attempts))
-            .timeout_config(
-                TimeoutConfig::builder()
-                    .connect_timeout(settings.attempt_timeout)
-                    .operation_attempt_timeout(settings.attempt_timeout)
-                    .operation_timeout(settings.operation_timeout)
-                    .build(),
-            )
+            .retry_config(settings.retry_config())
+            .timeout_config(settings.timeout_config())
     }
 
     pub fn new(client: Client) -> Self {
