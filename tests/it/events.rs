@@ -12,10 +12,8 @@ use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
 use webhook_secrets::events::{EventBridgeSink, EventSink, PublishError, SecretEvent};
 use webhook_secrets::vault::protocol::{run_step, RotationEvent, Step};
-use webhook_secrets::vault::sweep::{sweep, SweepSettings, SweepSummary};
 
 /// A bus of the test's own, a rule to a queue of its own, and the queue's client.
 struct Bus {
@@ -151,24 +149,6 @@ impl EventSink for Flaky {
     }
 }
 
-async fn run_sweep(app: &TestApp) -> SweepSummary {
-    let settings = SweepSettings {
-        writes_per_second: 50.0,
-        stop_margin: std::time::Duration::from_secs(1),
-        ..SweepSettings::default()
-    };
-    let deadline = Instant::now() + std::time::Duration::from_secs(120);
-    sweep(
-        &app.app.endpoints,
-        app.audit.as_ref(),
-        "run-events",
-        deadline,
-        &settings,
-    )
-    .await
-    .expect("the sweep lists endpoints")
-}
-
 async fn every_trigger_is_announced_once(backend: Backend) {
     let bus = Bus::new().await;
     let flaky = Arc::new(Flaky {
@@ -280,14 +260,14 @@ async fn every_trigger_is_announced_once(backend: Backend) {
     }))
     .await;
     app.clock.advance(Duration::days(2));
-    let summary = run_sweep(&app).await;
+    let summary = app.sweep("run-events").await;
     assert_eq!(
         (summary.rotated, summary.events_republished),
         (1, 1),
         "{summary:?}"
     );
     assert_eq!(
-        run_sweep(&app).await.events_republished,
+        app.sweep("run-events").await.events_republished,
         0,
         "the outbox is emptied"
     );

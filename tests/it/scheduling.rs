@@ -13,7 +13,7 @@ use webhook_secrets::domain::clock::Clock;
 use webhook_secrets::domain::ids::{EndpointId, TenantId, VersionId};
 use webhook_secrets::store::StoredValue;
 use webhook_secrets::vault::protocol::{ProtocolError, RotationEvent, Step, StepOutcome};
-use webhook_secrets::vault::sweep::{sweep, SweepSettings, SweepSummary};
+use webhook_secrets::vault::sweep::{sweep, SweepSettings};
 use webhook_secrets::vault::EndpointRepository;
 use webhook_secrets::vault::StoredEndpoint;
 
@@ -29,19 +29,6 @@ fn settings() -> SweepSettings {
         stop_margin: std::time::Duration::from_secs(1),
         ..SweepSettings::default()
     }
-}
-
-async fn run_sweep(app: &TestApp) -> SweepSummary {
-    let deadline = Instant::now() + std::time::Duration::from_secs(120);
-    sweep(
-        &app.app.endpoints,
-        app.audit.as_ref(),
-        "run-test",
-        deadline,
-        &settings(),
-    )
-    .await
-    .expect("the sweep lists endpoints")
 }
 
 async fn scheduled(app: &TestApp, id: &str, period_days: u64, grace: u64) -> Value {
@@ -175,7 +162,7 @@ async fn rotates_on_day_thirty_not_twenty_nine(backend: Backend) {
     let plain_before = stored(&app, "plain").await;
 
     app.clock.advance(Duration::days(29));
-    let day29 = run_sweep(&app).await;
+    let day29 = app.sweep("run-test").await;
     assert_eq!(
         (day29.scheduled, day29.due, day29.rotated),
         (1, 0, 0),
@@ -192,7 +179,7 @@ async fn rotates_on_day_thirty_not_twenty_nine(backend: Backend) {
     );
 
     app.clock.advance(Duration::days(1));
-    let day30 = run_sweep(&app).await;
+    let day30 = app.sweep("run-test").await;
     assert_eq!(
         (day30.due, day30.rotated, day30.failed),
         (1, 1, 0),
@@ -226,7 +213,7 @@ async fn rotates_on_day_thirty_not_twenty_nine(backend: Backend) {
     assert!(verifies_with(&app, "orders", &new_secret).await);
 
     // Not due again within the new period.
-    let again = run_sweep(&app).await;
+    let again = app.sweep("run-test").await;
     assert_eq!(again.rotated, 0, "{again:?}");
 
     let plain_after = stored(&app, "plain").await;
@@ -245,7 +232,7 @@ async fn updates_do_not_postpone_rotation(backend: Backend) {
     let changed = patch(&app, "orders", json!({"description": "changed on day 10"})).await;
     assert_eq!(changed.status, 200, "{}", changed.body);
     app.clock.advance(Duration::days(20));
-    let summary = run_sweep(&app).await;
+    let summary = app.sweep("run-test").await;
     assert_eq!(summary.rotated, 1, "{summary:?}");
     assert_eq!(
         stored(&app, "orders").await.record.endpoint.description,
@@ -263,7 +250,7 @@ async fn overlapping_sweeps_rotate_each_endpoint_once(backend: Backend) {
         originals.push(created["secret"]["version_id"].as_str().unwrap().to_owned());
     }
     app.clock.advance(Duration::days(1));
-    let (first, second) = tokio::join!(run_sweep(&app), run_sweep(&app));
+    let (first, second) = tokio::join!(app.sweep("run-test"), app.sweep("run-test"));
     assert_eq!(
         first.rotated + second.rotated,
         count,
@@ -295,20 +282,20 @@ async fn expired_secrets_are_pruned(backend: Backend) {
     let app = app(backend).await;
     scheduled(&app, "orders", 2, 3600).await;
     app.clock.advance(Duration::days(2));
-    assert_eq!(run_sweep(&app).await.rotated, 1);
+    assert_eq!(app.sweep("run-test").await.rotated, 1);
     assert_eq!(
         stored(&app, "orders").await.record.previous_secrets.len(),
         1
     );
     app.clock.advance(Duration::minutes(30));
-    let early = run_sweep(&app).await;
+    let early = app.sweep("run-test").await;
     assert_eq!((early.pruned, early.rotated), (0, 0), "{early:?}");
     app.clock.advance(Duration::minutes(31));
-    let pruned = run_sweep(&app).await;
+    let pruned = app.sweep("run-test").await;
     assert_eq!((pruned.pruned, pruned.rotated), (1, 0), "{pruned:?}");
     let after = stored(&app, "orders").await;
     assert!(after.record.previous_secrets.is_empty());
-    let again = run_sweep(&app).await;
+    let again = app.sweep("run-test").await;
     assert_eq!(again.pruned, 0, "{again:?}");
     assert!(app
         .audit
@@ -329,13 +316,13 @@ async fn abandoned_pending_versions_are_cleared(backend: Backend) {
         .put_pending(&name, &abandoned, &StoredValue::new("{}".into()).unwrap())
         .await
         .unwrap();
-    let fresh = run_sweep(&app).await;
+    let fresh = app.sweep("run-test").await;
     assert_eq!(
         fresh.pending_cleared, 0,
         "a pending version in use is left alone"
     );
     app.clock.advance(Duration::hours(2));
-    let summary = run_sweep(&app).await;
+    let summary = app.sweep("run-test").await;
     assert_eq!(summary.pending_cleared, 1, "{summary:?}");
     let stages = app.store.stages(&name).await.unwrap();
     assert_eq!(stages.pending, None);
@@ -374,7 +361,7 @@ async fn a_sweep_out_of_time_leaves_the_rest_to_the_next_run(backend: Backend) {
     assert!(first.rotated >= 1 && first.deferred >= 1, "{first:?}");
     assert_eq!(first.rotated + first.deferred, 3, "{first:?}");
     assert!(!first.complete);
-    let next = run_sweep(&app).await;
+    let next = app.sweep("run-test").await;
     assert_eq!(
         (next.due, next.rotated),
         (first.deferred, first.deferred),
@@ -624,10 +611,10 @@ async fn protocol_rotations_restart_the_schedule(backend: Backend) {
         .await
         .unwrap();
     }
-    let summary = run_sweep(&app).await;
+    let summary = app.sweep("run-test").await;
     assert_eq!((summary.due, summary.rotated), (0, 0), "{summary:?}");
     app.clock.advance(Duration::days(1) + Duration::minutes(1));
-    let summary = run_sweep(&app).await;
+    let summary = app.sweep("run-test").await;
     assert_eq!(summary.rotated, 1, "{summary:?}");
 }
 

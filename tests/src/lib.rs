@@ -178,6 +178,27 @@ impl TestApp {
         self
     }
 
+    /// One scheduled sweep run, with two minutes before its deadline, at the full write
+    /// budget; `run_id` names it in the audit records.
+    pub async fn sweep(&self, run_id: &str) -> webhook_secrets::vault::sweep::SweepSummary {
+        use webhook_secrets::vault::sweep::{sweep, SweepSettings};
+        let settings = SweepSettings {
+            writes_per_second: 50.0,
+            stop_margin: std::time::Duration::from_secs(1),
+            ..SweepSettings::default()
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        sweep(
+            &self.app.endpoints,
+            self.audit.as_ref(),
+            run_id,
+            deadline,
+            &settings,
+        )
+        .await
+        .expect("the sweep lists endpoints")
+    }
+
     pub async fn create(&self, body: Value) -> Value {
         let call = Call::post("/v1/endpoints").bearer(&self.owner).json(body);
         let created = answer(
