@@ -10,6 +10,11 @@
 //! quota at that rate while the sweep runs, as callers of the API would, and the table shows
 //! how both fared.
 //!
+//! It also meters what the layout costs: the secrets it stored (counted with ListSecrets
+//! afterwards) and the Secrets Manager calls it made (counted by the proxies: creation goes
+//! through one with no quota, the sweep through the quota proxy), priced at Secrets Manager's
+//! list prices ($0.40 per secret-month, $0.05 per 10,000 calls) per endpoint-month.
+//!
 //! Settings (environment): ENDPOINTS (10000), RUN_SECONDS (120), SWEEP_WRITES_PER_SECOND
 //! (50), SWEEP_CONCURRENCY (8), INTERACTIVE_ROTATIONS_PER_SECOND (0), plus the AWS settings of
 //! the moto server.
@@ -31,6 +36,11 @@ use webhook_secrets::vault::sweep::{sweep, SweepSettings, SweepSummary};
 use webhook_secrets::vault::{EndpointRepository, Rotation, SecretPerEndpoint, VaultError};
 
 const PERIOD_DAYS: i64 = 30;
+/// Secrets Manager's list prices (us-east-1): per secret-month, and per API call.
+const SECRET_MONTH_USD: f64 = 0.40;
+const CALL_USD: f64 = 0.05 / 10_000.0;
+/// Days in the month the cost meter bills.
+const MONTH_DAYS: f64 = 30.0;
 
 fn setting(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -42,6 +52,27 @@ fn setting(name: &str, default: u64) -> u64 {
 async fn vault_at(endpoint_url: &str, prefix: &str, clock: Arc<ManualClock>) -> SecretPerEndpoint {
     let client = integration_tests::sdk_client(endpoint_url, ClientSettings::default()).await;
     SecretPerEndpoint::new(Arc::new(SecretsManagerStore::new(client)), prefix, clock)
+}
+
+/// The secrets stored under `prefix`, counted on moto itself.
+async fn count_secrets(moto: &str, prefix: &str) -> usize {
+    use aws_sdk_secretsmanager::types::{Filter, FilterNameStringType};
+    let client = integration_tests::sdk_client(moto, ClientSettings::default()).await;
+    let filter = Filter::builder()
+        .key(FilterNameStringType::Name)
+        .values(format!("{prefix}/"))
+        .build();
+    let mut pages = client
+        .list_secrets()
+        .filters(filter)
+        .max_results(100)
+        .into_paginator()
+        .send();
+    let mut count = 0;
+    while let Some(page) = pages.next().await {
+        count += page.expect("list secrets").secret_list().len();
+    }
+    count
 }
 
 fn new_endpoint(id: &str, rotation_policy: Option<RotationPolicy>) -> NewEndpoint {
@@ -76,15 +107,18 @@ async fn main() {
     let tenant = integration_tests::owner_of("acme");
     let policy = RotationPolicy::new(PERIOD_DAYS as u64, GracePeriod::default()).unwrap();
 
-    eprintln!("creating {endpoints} endpoints under a {PERIOD_DAYS}-day policy (directly on moto)");
+    eprintln!("creating {endpoints} endpoints under a {PERIOD_DAYS}-day policy (no quota)");
     let direct = vault_at(&moto, &prefix, clock.clone()).await;
+    // Creation goes through a proxy with no quota, only so that its calls are counted.
+    let counting = ThrottleProxy::start(&moto, Quotas::unlimited()).await;
+    let creator = vault_at(&counting.url(), &prefix, clock.clone()).await;
     let started = Instant::now();
     let created = futures::stream::iter(0..endpoints)
         .map(|i| {
-            let (direct, tenant) = (&direct, &tenant);
+            let (creator, tenant) = (&creator, &tenant);
             async move {
                 let new = new_endpoint(&format!("ep-{i:05}"), Some(policy));
-                direct
+                creator
                     .create_endpoint(tenant, new, None)
                     .await
                     .map(|w| w.record)
@@ -113,6 +147,7 @@ async fn main() {
         }
     }
     let create_seconds = started.elapsed().as_secs_f64();
+    let create_calls = counting.stats().total_forwarded();
     eprintln!("created in {create_seconds:.0} s");
 
     clock.advance(chrono::Duration::days(PERIOD_DAYS));
@@ -187,6 +222,7 @@ async fn main() {
         tokio::time::sleep(Duration::from_secs(5)).await;
     }
     let stats = proxy.stats();
+    let secrets = count_secrets(&moto, &prefix).await;
 
     eprintln!("checking every endpoint (directly on moto)");
     let mut rotated_once = 0usize;
@@ -266,6 +302,35 @@ async fn main() {
         ("creation (setup)", format!("{create_seconds:.0} s")),
     ];
     let mut rows = rows.to_vec();
+    // A month of the layout's own costs, per endpoint: its secrets, the calls that create
+    // them spread over a year of life, and the sweep's calls for the rotations a month holds.
+    // API traffic (sign, verify, rotate on demand) is the caller's and priced apart.
+    let per_endpoint = |n: f64| n / endpoints as f64;
+    let sweep_calls = stats.total_forwarded() as f64;
+    let storage_usd = per_endpoint(secrets as f64) * SECRET_MONTH_USD;
+    let create_usd = per_endpoint(create_calls as f64) * CALL_USD / 12.0;
+    let sweep_usd = per_endpoint(sweep_calls) * CALL_USD * MONTH_DAYS / PERIOD_DAYS as f64;
+    rows.extend([
+        (
+            "secrets stored (ListSecrets)",
+            format!("{secrets} ({:.3} per endpoint)", per_endpoint(secrets as f64)),
+        ),
+        (
+            "calls to create (proxy)",
+            format!("{create_calls} ({:.2} per endpoint)", per_endpoint(create_calls as f64)),
+        ),
+        (
+            "calls to sweep (proxy)",
+            format!("{sweep_calls} ({:.2} per rotated endpoint)", per_endpoint(sweep_calls)),
+        ),
+        (
+            "$ per endpoint-month",
+            format!(
+                "{:.4} = storage {storage_usd:.4} + sweep calls {sweep_usd:.6} + creation {create_usd:.6} (a {PERIOD_DAYS}-day period, creation over 12 months)",
+                storage_usd + sweep_usd + create_usd
+            ),
+        ),
+    ]);
     if interactive_rate > 0 {
         let [ok, throttled, conflict, other] =
             [0, 1, 2, 3].map(|i| interactive[i].load(Ordering::Relaxed));
