@@ -16,6 +16,7 @@ COMMAND is a binary, or a command line (e.g. "python -m awslambdaric handler.fn"
 import http.server
 import json
 import os
+import itertools
 import queue
 import shlex
 import statistics
@@ -34,9 +35,9 @@ class Runtime(http.server.ThreadingHTTPServer):
         if not isinstance(sys.exc_info()[1], ConnectionError):
             super().handle_error(request, client_address)
 
-    def __init__(self, event):
+    def __init__(self, next_event):
         super().__init__(("127.0.0.1", 0), Handler)
-        self.event = event
+        self.next_event = next_event
         self.pending = queue.Queue()
         self.responses = queue.Queue()
         self.handed_out = {}
@@ -55,7 +56,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if request_id is None:
             return self.reply(500, b"{}")
         self.server.handed_out[request_id] = time.perf_counter()
-        body = json.dumps(self.server.event).encode()
+        body = json.dumps(self.server.next_event()).encode()
         self.send_response(200)
         self.send_header("Lambda-Runtime-Aws-Request-Id", request_id)
         self.send_header("Lambda-Runtime-Deadline-Ms", str(int(time.time() * 1000) + 30000))
@@ -103,8 +104,8 @@ def cpu_ms(pid):
     return total / 1e6
 
 
-def one_process(command, warm_events, event):
-    runtime = Runtime(event)
+def one_process(command, warm_events, next_event):
+    runtime = Runtime(next_event)
     threading.Thread(target=runtime.serve_forever, daemon=True).start()
     env = dict(os.environ)
     env["AWS_LAMBDA_RUNTIME_API"] = f"127.0.0.1:{runtime.server_address[1]}"
@@ -146,11 +147,14 @@ def one_process(command, warm_events, event):
 
 def main():
     command, runs, warm_events, event_path = shlex.split(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+    # The event file holds one event, or a list of them handed out in turn across every run
+    # (so that a row of rotations can spread over several endpoints).
     with open(event_path) as f:
-        event = json.load(f)
+        loaded = json.load(f)
+    events = itertools.cycle(loaded if isinstance(loaded, list) else [loaded])
     colds, cpus, warms, statuses, rss = [], [], [], set(), []
     for _ in range(runs):
-        cold, cold_cpu, warm, seen, rss_kb = one_process(command, warm_events, event)
+        cold, cold_cpu, warm, seen, rss_kb = one_process(command, warm_events, lambda: next(events))
         colds.append(cold)
         cpus.append(cold_cpu)
         warms.extend(warm)
