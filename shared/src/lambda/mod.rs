@@ -1,7 +1,8 @@
 //! The Lambda glue, on top of every other layer: the entry points of the HTTP functions
-//! (`run_http` with one of `routes`), the handlers of the two event functions (the scheduled sweep and Secrets
-//! Manager's rotation steps), and the JSON log format. Each invocation runs inside a tracing
-//! span that carries its request id (or sweep run id), which every log line inherits.
+//! (`run_http` with one of `routes`) and of the two event functions (`run_sweep` for the
+//! scheduled sweep, `run_rotation` for Secrets Manager's rotation steps), and the JSON log
+//! format. Each invocation runs inside a tracing span that carries its request id (or sweep
+//! run id), which every log line inherits.
 
 pub mod logging;
 
