@@ -13,50 +13,38 @@ use std::time::Duration;
 /// Publishes to one bus (a name or an ARN). The caller is waiting for its answer, so a publish
 /// gives up after 3 attempts and 3 seconds; what fails goes to the outbox.
 pub struct EventBridgeSink {
-    client: LazyClient,
+    /// The function's AWS configuration, shared with its other clients.
+    config: SdkConfig,
+    /// Built on the first publish: most functions never write, and their cold start should not
+    /// pay for a client they will not use.
+    client: OnceLock<Client>,
     bus: String,
 }
 
-/// The client is built on the first publish: most functions never write, and their cold start
-/// should not pay for a client they will not use.
-enum LazyClient {
-    Ready(Client),
-    FromConfig(Box<SdkConfig>, OnceLock<Client>),
-}
-
 impl EventBridgeSink {
-    pub fn new(client: Client, bus: impl Into<String>) -> Self {
-        Self {
-            client: LazyClient::Ready(client),
-            bus: bus.into(),
-        }
-    }
-
     /// A sink whose client shares `config` (credentials, region, `AWS_ENDPOINT_URL`, the HTTP
-    /// client) with the function's other clients, built when it first publishes.
+    /// client) with the function's other clients.
     pub fn from_sdk_config(config: &SdkConfig, bus: impl Into<String>) -> Self {
         Self {
-            client: LazyClient::FromConfig(Box::new(config.clone()), OnceLock::new()),
+            config: config.clone(),
+            client: OnceLock::new(),
             bus: bus.into(),
         }
     }
 
     fn client(&self) -> &Client {
-        match &self.client {
-            LazyClient::Ready(client) => client,
-            LazyClient::FromConfig(config, client) => client.get_or_init(|| {
-                let config = aws_sdk_eventbridge::config::Builder::from(config.as_ref())
-                    .retry_config(RetryConfig::standard().with_max_attempts(3))
-                    .timeout_config(
-                        TimeoutConfig::builder()
-                            .operation_attempt_timeout(Duration::from_secs(1))
-                            .operation_timeout(Duration::from_secs(3))
-                            .build(),
-                    )
-                    .build();
-                Client::from_conf(config)
-            }),
-        }
+        self.client.get_or_init(|| {
+            let config = aws_sdk_eventbridge::config::Builder::from(&self.config)
+                .retry_config(RetryConfig::standard().with_max_attempts(3))
+                .timeout_config(
+                    TimeoutConfig::builder()
+                        .operation_attempt_timeout(Duration::from_secs(1))
+                        .operation_timeout(Duration::from_secs(3))
+                        .build(),
+                )
+                .build();
+            Client::from_conf(config)
+        })
     }
 }
 
