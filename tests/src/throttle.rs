@@ -48,6 +48,10 @@
 //!   operation's success body and not forwarded (so no label moves), another value with
 //!   `ResourceExistsException` and moto's rendering of AWS's message. Writes with the same
 //!   secret and token take turns, so two racing writers cannot both pass the look-up.
+//! - **One CreateSecret per name.** Of two concurrent CreateSecret calls for one name, AWS
+//!   answers one with `ResourceExistsException`. moto checks for the name and inserts it
+//!   without a lock, so under concurrency both can succeed, the second overwriting the first.
+//!   Creates of one name take turns through the proxy, whatever their tokens.
 //! - **The value size limit.** `SecretString` and `SecretBinary` are at most 65,536 bytes
 //!   (the "Secret value size" quota, L-2F24C883, not adjustable; `max: 65536` on
 //!   `SecretStringType` and `SecretBinaryType` in the service model) on CreateSecret,
@@ -954,7 +958,15 @@ async fn strict_write(
         fields.token.as_deref(),
     ) {
         let secret = secret.as_deref().unwrap_or(secret_id);
-        _turn = Some(TokenTurn::take(&shared.token_turns, secret, token).await);
+        // Secrets Manager creates a name once: of two concurrent CreateSecret calls, one is
+        // ResourceExistsException. moto checks and inserts without a lock, so under
+        // concurrency both can succeed (the second overwriting the first); creates of one name
+        // take turns here, whatever their tokens.
+        let turn = match write {
+            Write::CreateSecret => "",
+            _ => token,
+        };
+        _turn = Some(TokenTurn::take(&shared.token_turns, secret, turn).await);
         match look_up_version(shared, &parts.headers, secret_id, token).await {
             Err(reason) => {
                 counters.upstream_failures.fetch_add(1, Ordering::SeqCst);
