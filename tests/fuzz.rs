@@ -897,6 +897,7 @@ async fn fixture() -> Fixture {
     let app = App::with_audit(
         store,
         &prefix,
+        Backend::Embedded.layout,
         clock,
         chrono::Duration::seconds(60),
         audited.clone(),

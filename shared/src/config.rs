@@ -12,7 +12,7 @@ use crate::store::secrets_manager::{
 };
 use crate::store::SecretStore;
 use crate::vault::records::Records;
-use crate::vault::SecretPerEndpoint;
+use crate::vault::{Endpoints, VaultLayout};
 use aws_config::{BehaviorVersion, SdkConfig};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -31,6 +31,7 @@ pub enum Backend {
 pub struct Config {
     pub backend: Backend,
     pub prefix: String,
+    pub layout: VaultLayout,
     pub key_cache_ttl: chrono::Duration,
     pub events: SinkSettings,
 }
@@ -44,6 +45,8 @@ impl Config {
     ///
     /// - `VAULT_BACKEND`: `embedded` (default) or `secretsmanager`
     /// - `VAULT_PREFIX`: the name prefix of every stored secret (default `webhook-secrets`)
+    /// - `VAULT_LAYOUT`: `per-endpoint` (default: one secret per endpoint) or `keyrings` (the
+    ///   endpoints of a tenant share secrets)
     /// - `VAULT_PATH`: the embedded database file (default `.data/vault.sqlite3`)
     /// - `VAULT_SM_MAX_ATTEMPTS`, `VAULT_SM_ATTEMPT_TIMEOUT_MS`, `VAULT_SM_TIMEOUT_MS`
     /// - `VAULT_KMS_KEY_ID`: the KMS key every new secret is encrypted with
@@ -57,6 +60,14 @@ impl Config {
         let get = non_blank(lookup);
         let prefix = get("VAULT_PREFIX").unwrap_or_else(|| DEFAULT_PREFIX.to_owned());
         validate_prefix(&prefix)?;
+        let layout = match get("VAULT_LAYOUT") {
+            None => VaultLayout::default(),
+            Some(raw) => VaultLayout::parse(&raw).ok_or_else(|| {
+                ConfigError(format!(
+                    "VAULT_LAYOUT is {raw:?}; it must be \"per-endpoint\" or \"keyrings\""
+                ))
+            })?,
+        };
         let backend = match get("VAULT_BACKEND").as_deref().unwrap_or("embedded") {
             "embedded" => Backend::Embedded {
                 path: PathBuf::from(
@@ -87,6 +98,7 @@ impl Config {
         Ok(Self {
             backend,
             prefix,
+            layout,
             key_cache_ttl,
             events,
         })
@@ -118,7 +130,7 @@ impl Config {
                 )
             }
         };
-        let app = App::new(store, &self.prefix, clock, self.key_cache_ttl);
+        let app = App::new(store, &self.prefix, self.layout, clock, self.key_cache_ttl);
         Ok(match &self.events {
             SinkSettings::Log => app,
             SinkSettings::EventBridge { bus } => {
@@ -143,7 +155,7 @@ async fn load_aws() -> SdkConfig {
 /// The state every function builds once and borrows per request.
 pub struct App {
     pub clock: Arc<dyn Clock>,
-    pub endpoints: Arc<SecretPerEndpoint>,
+    pub endpoints: Arc<Endpoints>,
     pub auth: Authenticator,
     pub tokens: TokenService,
     pub audit: Arc<dyn AuditSink>,
@@ -154,16 +166,18 @@ impl App {
     pub fn new(
         store: Arc<dyn SecretStore>,
         prefix: &str,
+        layout: VaultLayout,
         clock: Arc<dyn Clock>,
         key_cache_ttl: chrono::Duration,
     ) -> Self {
         let audit = Arc::new(JsonLinesAudit::stdout());
-        Self::with_audit(store, prefix, clock, key_cache_ttl, audit)
+        Self::with_audit(store, prefix, layout, clock, key_cache_ttl, audit)
     }
 
     pub fn with_audit(
         store: Arc<dyn SecretStore>,
         prefix: &str,
+        layout: VaultLayout,
         clock: Arc<dyn Clock>,
         key_cache_ttl: chrono::Duration,
         audit: Arc<dyn AuditSink>,
@@ -172,7 +186,8 @@ impl App {
         Self {
             auth: Authenticator::new(ApiKeys::new(records(), Arc::clone(&clock)), key_cache_ttl),
             tokens: TokenService::new(records(), Arc::clone(&clock)),
-            endpoints: Arc::new(SecretPerEndpoint::new(
+            endpoints: Arc::new(Endpoints::new(
+                layout,
                 Arc::clone(&store),
                 prefix,
                 Arc::clone(&clock),
@@ -291,13 +306,25 @@ mod tests {
             }
         );
         assert_eq!(config.prefix, DEFAULT_PREFIX);
+        assert_eq!(config.layout, VaultLayout::PerEndpoint);
         assert_eq!(config.key_cache_ttl, MAX_CACHE_TTL);
+    }
+
+    #[test]
+    fn the_layout_is_chosen_per_deployment() {
+        let keyrings = config(&[("VAULT_LAYOUT", "keyrings")]).unwrap();
+        assert_eq!(keyrings.layout, VaultLayout::Keyrings);
     }
 
     #[test]
     fn invalid_settings_are_one_clear_error() {
         let err = config(&[("VAULT_BACKEND", "dynamo")]).unwrap_err();
         assert!(err.0.contains("VAULT_BACKEND"), "{err}");
+        let err = config(&[("VAULT_LAYOUT", "sharded")]).unwrap_err();
+        assert!(
+            err.0.contains("VAULT_LAYOUT") && err.0.contains("keyrings"),
+            "{err}"
+        );
         let err = config(&[("VAULT_PREFIX", "bad prefix")]).unwrap_err();
         assert!(err.0.contains("VAULT_PREFIX"), "{err}");
         let err = config(&[("API_KEY_CACHE_TTL_SECONDS", "600")]).unwrap_err();

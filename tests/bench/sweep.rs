@@ -33,7 +33,7 @@ use webhook_secrets::domain::secret::SecretSpec;
 use webhook_secrets::store::secrets_manager::{ClientSettings, SecretsManagerStore};
 use webhook_secrets::store::StoreError;
 use webhook_secrets::vault::sweep::{sweep, SweepSettings, SweepSummary};
-use webhook_secrets::vault::{EndpointRepository, Rotation, SecretPerEndpoint, VaultError};
+use webhook_secrets::vault::{EndpointRepository, Endpoints, Rotation, VaultError, VaultLayout};
 
 const PERIOD_DAYS: i64 = 30;
 /// Secrets Manager's list prices (us-east-1): per secret-month, and per API call.
@@ -49,9 +49,14 @@ fn setting(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
-async fn vault_at(endpoint_url: &str, prefix: &str, clock: Arc<ManualClock>) -> SecretPerEndpoint {
+async fn vault_at(endpoint_url: &str, prefix: &str, clock: Arc<ManualClock>) -> Endpoints {
     let client = integration_tests::sdk_client(endpoint_url, ClientSettings::default()).await;
-    SecretPerEndpoint::new(Arc::new(SecretsManagerStore::new(client)), prefix, clock)
+    Endpoints::new(
+        VaultLayout::PerEndpoint,
+        Arc::new(SecretsManagerStore::new(client)),
+        prefix,
+        clock,
+    )
 }
 
 /// The secrets stored under `prefix`, counted on moto itself.

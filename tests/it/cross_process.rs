@@ -28,7 +28,7 @@ use hyper::Method;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use integration_tests::{require_emulator, temp_db, Backend};
+use integration_tests::{require_emulator, temp_db, Backend, Store};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt::Write as _;
@@ -62,14 +62,130 @@ async fn races_between_processes_secrets_manager() {
     races(Backend::SecretsManager).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn races_between_processes_embedded_keyrings() {
+    let _turn = crate::LOAD_TESTS.lock().await;
+    races(Backend::Embedded.keyrings()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn races_between_processes_secrets_manager_keyrings() {
+    let _turn = crate::LOAD_TESTS.lock().await;
+    races(Backend::SecretsManager.keyrings()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn neighbours_in_one_keyring_all_succeed_across_processes_embedded() {
+    let _turn = crate::LOAD_TESTS.lock().await;
+    neighbours(Backend::Embedded.keyrings()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn neighbours_in_one_keyring_all_succeed_across_processes_secrets_manager() {
+    let _turn = crate::LOAD_TESTS.lock().await;
+    neighbours(Backend::SecretsManager.keyrings()).await;
+}
+
+/// Writers in two processes to different endpoints of one keyring, all at once: creates,
+/// then PATCHes and rotations. Every one succeeds (a swap lost to a neighbour is retried
+/// inside the write) and every change is in the final records.
+async fn neighbours(backend: Backend) {
+    const ENDPOINTS: usize = 12;
+    let cluster = Cluster::start(backend).await;
+    let ids: Vec<String> = (0..ENDPOINTS)
+        .map(|i| format!("nb-{}-{i}", cluster.run))
+        .collect();
+    let creates = ids.iter().enumerate().map(|(i, id)| {
+        let body = json!({"id": id, "url": "https://example.com/hook", "name": INITIAL});
+        let cluster = &cluster;
+        async move {
+            cluster
+                .send(i % 2, Method::POST, "/v1/endpoints", None, Some(&body))
+                .await
+        }
+    });
+    for (id, (status, _, body)) in ids.iter().zip(futures::future::join_all(creates).await) {
+        assert_eq!(
+            status,
+            201,
+            "create {id}: {body}\nserver logs: {}",
+            cluster.logs()
+        );
+    }
+    // Even endpoints get a new name, odd ones a new secret, from both processes at once.
+    let writes = ids.iter().enumerate().map(|(i, id)| {
+        let cluster = &cluster;
+        async move {
+            if i % 2 == 0 {
+                let body = json!({"name": format!("patched-{i}")});
+                let path = format!("/v1/endpoints/{id}");
+                cluster
+                    .send(i % 2, Method::PATCH, &path, None, Some(&body))
+                    .await
+            } else {
+                let body = json!({"grace_period_seconds": 3600});
+                let path = format!("/v1/endpoints/{id}/secret/rotate");
+                cluster
+                    .send((i / 2) % 2, Method::POST, &path, None, Some(&body))
+                    .await
+            }
+        }
+    });
+    let answers = futures::future::join_all(writes).await;
+    for (i, (id, (status, _, body))) in ids.iter().zip(&answers).enumerate() {
+        assert_eq!(
+            *status,
+            200,
+            "write {i} to {id}: {body}\nserver logs: {}",
+            cluster.logs()
+        );
+    }
+    for (i, (id, (_, _, answered))) in ids.iter().zip(&answers).enumerate() {
+        let (status, _, fin) = cluster
+            .send(
+                i % 2,
+                Method::GET,
+                &format!("/v1/endpoints/{id}"),
+                None,
+                None,
+            )
+            .await;
+        assert_eq!(status, 200, "{id}: {fin}");
+        if i % 2 == 0 {
+            assert_eq!(
+                fin["name"],
+                format!("patched-{i}"),
+                "{id} lost its PATCH: {fin}"
+            );
+        } else {
+            assert_eq!(fin["name"], INITIAL, "{fin}");
+            let (status, _, revealed) = cluster
+                .send(
+                    (i + 1) % 2,
+                    Method::GET,
+                    &format!("/v1/endpoints/{id}/secret"),
+                    None,
+                    None,
+                )
+                .await;
+            assert_eq!(status, 200, "{revealed}");
+            assert_eq!(
+                revealed["secret"]["value"], answered["secret"]["value"],
+                "{id} lost its rotation"
+            );
+        }
+    }
+    cluster.remove_logs();
+}
+
 async fn races(backend: Backend) {
     // A Secrets Manager round costs tens of emulator calls; an embedded one, milliseconds.
     let rounds: usize = std::env::var("CROSS_PROCESS_ROUNDS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(match backend {
-            Backend::Embedded => 25,
-            Backend::SecretsManager => 10,
+        .unwrap_or(match backend.store {
+            Store::Embedded => 25,
+            Store::SecretsManager => 10,
         });
     let started = Instant::now();
     let cluster = Cluster::start(backend).await;
@@ -86,11 +202,7 @@ async fn races(backend: Backend) {
     let listing = cluster.listing_matches(&report.present).await;
     report.violation_count += listing.len();
     report.violations.extend(listing);
-    let name = match backend {
-        Backend::Embedded => "embedded",
-        Backend::SecretsManager => "secretsmanager",
-    };
-    let summary = report.summary(name, started.elapsed());
+    let summary = report.summary(backend.name(), started.elapsed());
     println!("{summary}");
     assert!(
         report.violations.is_empty(),
@@ -174,13 +286,14 @@ impl Cluster {
         let mut env = vec![
             ("VAULT_PREFIX", format!("xp{}", &unique[..12])),
             ("RUST_LOG", "warn".to_owned()),
+            ("VAULT_LAYOUT", backend.layout.as_str().to_owned()),
         ];
-        match backend {
-            Backend::Embedded => {
+        match backend.store {
+            Store::Embedded => {
                 env.push(("VAULT_BACKEND", "embedded".to_owned()));
                 env.push(("VAULT_PATH", temp_db(&unique).display().to_string()));
             }
-            Backend::SecretsManager => {
+            Store::SecretsManager => {
                 require_emulator();
                 env.push(("VAULT_BACKEND", "secretsmanager".to_owned()));
             }

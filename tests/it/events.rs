@@ -161,6 +161,42 @@ async fn every_trigger_is_announced_once(backend: Backend) {
         .announcing_to(flaky.clone());
     let mut secrets = Vec::new();
 
+    // Secrets Manager's rotation protocol, all four steps.
+    app.create(json!({"id": "ev-protocol", "url": "https://example.com/hook"}))
+        .await;
+    // On keyrings the protocol rotates every endpoint in the keyring, so it runs first,
+    // while the keyring holds this endpoint alone.
+    let protocol_secret = app
+        .app
+        .endpoints
+        .secret_holding(
+            &webhook_secrets::domain::ids::TenantId::parse("acme").unwrap(),
+            &webhook_secrets::domain::ids::EndpointId::parse("ev-protocol").unwrap(),
+        )
+        .await
+        .unwrap();
+    let token = uuid::Uuid::new_v4().to_string();
+    for step in [
+        Step::CreateSecret,
+        Step::SetSecret,
+        Step::TestSecret,
+        Step::FinishSecret,
+    ] {
+        let event = RotationEvent {
+            step,
+            secret_id: protocol_secret.to_string(),
+            client_request_token: token.clone(),
+        };
+        run_step(
+            &app.app.endpoints,
+            app.audit.as_ref(),
+            &event,
+            "protocol-request",
+        )
+        .await
+        .unwrap();
+    }
+
     // The native API: a create and a rotation, the rotation replayed once.
     let created = app
         .create(json!({"id": "ev-api", "url": "https://example.com/hook"}))
@@ -198,30 +234,6 @@ async fn every_trigger_is_announced_once(backend: Backend) {
     );
     assert_eq!(account.status, 200, "{}", account.body);
     secrets.push(account.body["webhook_secret"].as_str().unwrap().to_owned());
-    // Secrets Manager's rotation protocol, all four steps.
-    app.create(json!({"id": "ev-protocol", "url": "https://example.com/hook"}))
-        .await;
-    let token = uuid::Uuid::new_v4().to_string();
-    for step in [
-        Step::CreateSecret,
-        Step::SetSecret,
-        Step::TestSecret,
-        Step::FinishSecret,
-    ] {
-        let event = RotationEvent {
-            step,
-            secret_id: format!("{}/acme/ev-protocol", app.prefix),
-            client_request_token: token.clone(),
-        };
-        run_step(
-            &app.app.endpoints,
-            app.audit.as_ref(),
-            &event,
-            "protocol-request",
-        )
-        .await
-        .unwrap();
-    }
     // A delete.
     let deleted = invoke!(
         delete_endpoint,

@@ -13,6 +13,7 @@ mod cross_process;
 mod edge_input;
 mod events;
 mod interop;
+mod keyrings;
 mod layout;
 mod module_cycles;
 mod no_secrets_in_logs;

@@ -310,7 +310,7 @@ async fn abandoned_pending_versions_are_cleared(backend: Backend) {
     let app = app(backend).await;
     scheduled(&app, "orders", 30, 60).await;
     let before = stored(&app, "orders").await;
-    let name = app.secret_name("orders");
+    let name = app.holder("orders").await;
     let abandoned = VersionId::generate();
     app.store
         .put_pending(&name, &abandoned, &StoredValue::new("{}".into()).unwrap())
@@ -333,8 +333,17 @@ async fn abandoned_pending_versions_are_cleared(backend: Backend) {
 /// left, and the next run rotates exactly what was left.
 async fn a_sweep_out_of_time_leaves_the_rest_to_the_next_run(backend: Backend) {
     let app = app(backend).await;
-    for i in 0..3 {
-        scheduled(&app, &format!("ep-{i}"), 1, 60).await;
+    // Three tenants: on keyrings each is its own write, as each endpoint is on the other layout.
+    let tenants = ["acme", "beta", "gamma"];
+    for (i, tenant) in tenants.iter().enumerate() {
+        let key = app.mint(tenant, webhook_secrets::auth::Role::Owner).await;
+        let call = Call::post("/v1/endpoints").bearer(&key).json(json!({
+            "id": format!("ep-{i}"),
+            "url": "https://example.com/hook",
+            "rotation_policy": {"period_days": 1, "grace_period_seconds": 60},
+        }));
+        let created = invoke!(create_endpoint, app, call);
+        assert_eq!(created.status, 201, "{}", created.body);
     }
     app.clock.advance(Duration::days(1));
     // One rotation a second, and a deadline 2.5 s away with a quarter kept free: the first
@@ -368,8 +377,17 @@ async fn a_sweep_out_of_time_leaves_the_rest_to_the_next_run(backend: Backend) {
         "{next:?}"
     );
     assert!(next.complete);
-    for i in 0..3 {
-        let record = stored(&app, &format!("ep-{i}")).await.record;
+    for (i, tenant) in tenants.iter().enumerate() {
+        let record = app
+            .app
+            .endpoints
+            .get_endpoint(
+                &TenantId::parse(tenant).unwrap(),
+                &EndpointId::parse(&format!("ep-{i}")).unwrap(),
+            )
+            .await
+            .unwrap()
+            .record;
         assert_eq!(record.previous_secrets.len(), 1, "ep-{i} rotated once");
     }
 }
@@ -661,7 +679,11 @@ on_every_backend!(
     expired_secrets_are_pruned,
     abandoned_pending_versions_are_cleared,
     a_sweep_out_of_time_leaves_the_rest_to_the_next_run,
-    rotation_protocol_replayed_in_any_order,
+);
+
+// Secrets Manager's rotation protocol on an endpoint's own secret.
+integration_tests::on_both_stores!(
+    per_endpoint: rotation_protocol_replayed_in_any_order,
     rotation_protocol_refuses_a_stale_pending_version,
     protocol_rotations_restart_the_schedule,
 );
@@ -684,9 +706,10 @@ async fn a_throttled_sweep_misses_nothing() {
     let store = SecretsManagerStore::new(
         integration_tests::sdk_client(&proxy.url(), ClientSettings::default()).await,
     );
-    let vault = webhook_secrets::vault::SecretPerEndpoint::new(
+    let vault = webhook_secrets::vault::Endpoints::new(
+        app.backend.layout,
         std::sync::Arc::new(store),
-        app.prefix.clone(),
+        &app.prefix,
         app.clock.clone(),
     );
     let deadline = Instant::now() + std::time::Duration::from_secs(120);

@@ -104,7 +104,13 @@ fn name() -> SecretName {
 /// A rotate request through the whole app, with a well-formed key, against the faulty store.
 async fn rotate_through_app(store: Arc<dyn SecretStore>) -> integration_tests::Answer {
     let clock = Arc::new(ManualClock::new(start_of_test_time()));
-    let app = App::new(store, "faults", clock, chrono::Duration::seconds(60));
+    let app = App::new(
+        store,
+        "faults",
+        webhook_secrets::vault::VaultLayout::PerEndpoint,
+        clock,
+        chrono::Duration::seconds(60),
+    );
     let key = "ak_0123456789abcdef0123.c2VjcmV0LXBhcnQtb2YtdGhlLWtleQ";
     answer(
         webhook_secrets::api::rotate_secret(&app, Call::post("/x").bearer(key).id("ep").build())

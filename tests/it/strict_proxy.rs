@@ -22,7 +22,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use webhook_secrets::domain::clock::Clock;
-use webhook_secrets::domain::ids::{EndpointId, TenantId, VersionId};
+use webhook_secrets::domain::ids::VersionId;
 use webhook_secrets::store::secrets_manager::{ClientSettings, SecretsManagerStore};
 use webhook_secrets::store::{SecretName, SecretStore, StoreError, StoredValue};
 
@@ -525,14 +525,7 @@ async fn a_rotation_past_the_quota_answers_429_with_retry_after() {
     let created = app
         .create(json!({"id": "orders", "url": "https://example.com/hook"}))
         .await;
-    let name = app
-        .app
-        .endpoints
-        .secret_name(
-            &TenantId::parse("acme").unwrap(),
-            &EndpointId::parse("orders").unwrap(),
-        )
-        .unwrap();
+    let name = app.secret_name("orders");
     let written = proxy.versions_counted(name.as_str());
     assert!(written >= 1);
     // The endpoint has used up its day's versions.

@@ -18,12 +18,60 @@ use webhook_secrets::domain::ids::TenantId;
 use webhook_secrets::store::embedded::EmbeddedStore;
 use webhook_secrets::store::secrets_manager::{ClientSettings, SecretsManagerStore};
 use webhook_secrets::store::SecretStore;
+use webhook_secrets::vault::VaultLayout;
 use webhook_secrets::App;
 
+/// Which store a test runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
+pub enum Store {
     Embedded,
     SecretsManager,
+}
+
+/// A store and the layout of endpoints in it: every suite runs on each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Backend {
+    pub store: Store,
+    pub layout: VaultLayout,
+}
+
+#[allow(non_upper_case_globals)]
+impl Backend {
+    /// The embedded store, one secret per endpoint.
+    pub const Embedded: Self = Self {
+        store: Store::Embedded,
+        layout: VaultLayout::PerEndpoint,
+    };
+    /// Secrets Manager (moto behind the strict proxy), one secret per endpoint.
+    pub const SecretsManager: Self = Self {
+        store: Store::SecretsManager,
+        layout: VaultLayout::PerEndpoint,
+    };
+
+    /// The same store with the one-secret-per-endpoint layout.
+    pub const fn per_endpoint(self) -> Self {
+        Self {
+            store: self.store,
+            layout: VaultLayout::PerEndpoint,
+        }
+    }
+
+    /// The same store with the tenant-keyrings layout.
+    pub const fn keyrings(self) -> Self {
+        Self {
+            store: self.store,
+            layout: VaultLayout::Keyrings,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match (self.store, self.layout) {
+            (Store::Embedded, VaultLayout::PerEndpoint) => "embedded",
+            (Store::SecretsManager, VaultLayout::PerEndpoint) => "secretsmanager",
+            (Store::Embedded, VaultLayout::Keyrings) => "embedded, keyrings",
+            (Store::SecretsManager, VaultLayout::Keyrings) => "secretsmanager, keyrings",
+        }
+    }
 }
 
 /// A store of `backend`, isolated from every other test: its own file, or (on the shared
@@ -31,11 +79,11 @@ pub enum Backend {
 pub async fn store(backend: Backend, clock: Arc<dyn Clock>) -> (Arc<dyn SecretStore>, String) {
     let unique = uuid::Uuid::new_v4().simple().to_string();
     let prefix = format!("t{}", &unique[..12]);
-    let store: Arc<dyn SecretStore> = match backend {
-        Backend::Embedded => Arc::new(
+    let store: Arc<dyn SecretStore> = match backend.store {
+        Store::Embedded => Arc::new(
             EmbeddedStore::open(&temp_db(&unique), clock).expect("open the embedded store"),
         ),
-        Backend::SecretsManager => {
+        Store::SecretsManager => {
             require_emulator();
             Arc::new(
                 SecretsManagerStore::from_env(ClientSettings::default())
@@ -149,6 +197,7 @@ impl TestApp {
         let app = App::with_audit(
             Arc::clone(&store),
             &prefix,
+            backend.layout,
             clock.clone(),
             chrono::Duration::seconds(60),
             audit.clone(),
@@ -242,14 +291,21 @@ impl TestApp {
         verified.body
     }
 
-    /// The stored secret that holds endpoint `id` of tenant `acme`.
+    /// The stored secret that holds endpoint `id` of tenant `acme` on the per-endpoint
+    /// layout (`{prefix}/acme/{id}`).
     pub fn secret_name(&self, id: &str) -> webhook_secrets::store::SecretName {
+        webhook_secrets::store::SecretName::parse(&format!("{}/acme/{id}", self.prefix)).unwrap()
+    }
+
+    /// The stored secret that holds endpoint `id` of tenant `acme` now, on either layout.
+    pub async fn holder(&self, id: &str) -> webhook_secrets::store::SecretName {
         self.app
             .endpoints
-            .secret_name(
+            .secret_holding(
                 &TenantId::parse("acme").unwrap(),
                 &webhook_secrets::domain::ids::EndpointId::parse(id).unwrap(),
             )
+            .await
             .unwrap()
     }
 
@@ -433,7 +489,8 @@ pub fn assert_error(answer: &Answer, status: u16, code: &str) {
     assert_eq!(in_body, answer.request_id.as_deref());
 }
 
-/// Generates one `#[tokio::test]` per backend for each listed async case `fn(Backend)`.
+/// Generates one `#[tokio::test]` per backend and layout for each listed async case
+/// `fn(Backend)`.
 #[macro_export]
 macro_rules! on_every_backend {
     ($($case:ident),* $(,)?) => {
@@ -452,6 +509,48 @@ macro_rules! on_every_backend {
                     super::$case($crate::Backend::SecretsManager).await;
                 }
             )*
+        }
+        mod embedded_keyrings {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    super::$case($crate::Backend::Embedded.keyrings()).await;
+                }
+            )*
+        }
+        mod secrets_manager_keyrings {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    super::$case($crate::Backend::SecretsManager.keyrings()).await;
+                }
+            )*
+        }
+    };
+}
+
+/// Generates one `#[tokio::test]` per store for each listed async case `fn(Backend)`, on one
+/// layout (`per_endpoint` or `keyrings`): for cases about that layout's own storage.
+#[macro_export]
+macro_rules! on_both_stores {
+    ($layout:ident: $($case:ident),* $(,)?) => {
+        mod $layout {
+            mod embedded {
+                $(
+                    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                    async fn $case() {
+                        super::super::$case($crate::Backend::Embedded.$layout()).await;
+                    }
+                )*
+            }
+            mod secrets_manager {
+                $(
+                    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                    async fn $case() {
+                        super::super::$case($crate::Backend::SecretsManager.$layout()).await;
+                    }
+                )*
+            }
         }
     };
 }

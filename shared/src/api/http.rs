@@ -103,6 +103,7 @@ impl From<VaultError> for ApiError {
                 crate::domain::endpoint::MAX_PREVIOUS_SECRETS,
                 oldest_expires_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
             ),
+            (VaultError::WriteBudget { retry_after }, _) => format!("this endpoint's keyring was written too often: a keyring takes {} writes per 24 hours, shared by the endpoints in it. Retry after {retry_after} seconds", crate::vault::keyrings::WRITE_BUDGET),
             (_, ErrorCode::VersionQuotaExceeded) => format!("this endpoint was written too often: its secret store keeps about 100 versions per 24 hours. Retry after {VERSION_QUOTA_RETRY_AFTER_SECONDS} seconds"),
             (_, ErrorCode::InvalidRequest) => match &err {
                 VaultError::Store(StoreError::InvalidCursor) => "the cursor is not one this API returned; start again without a cursor".to_owned(),
@@ -112,8 +113,9 @@ impl From<VaultError> for ApiError {
             _ => return Self::internal().caused_by(&err),
         };
         let api = Self::new(code, message).caused_by(&err);
-        match code {
-            ErrorCode::VersionQuotaExceeded => {
+        match (&err, code) {
+            (VaultError::WriteBudget { retry_after }, _) => api.with_retry_after(*retry_after),
+            (_, ErrorCode::VersionQuotaExceeded) => {
                 api.with_retry_after(VERSION_QUOTA_RETRY_AFTER_SECONDS)
             }
             _ => api,

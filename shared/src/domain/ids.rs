@@ -141,6 +141,30 @@ impl VersionId {
         Self(uuid::Uuid::new_v7(timestamp).hyphenated().to_string())
     }
 
+    /// The id every writer derives for the version that follows `previous` of the secret
+    /// `scope`, its `n`th candidate: a UUID v8 of a SHA-256 of the three. Writers that race
+    /// from the same version race for the same token, and the store refuses all but the first
+    /// (a token is written once), so a lost race leaves no version behind. The next candidate
+    /// is for when a writer stopped after writing its version and before making it current.
+    pub fn successor(scope: &str, previous: &VersionId, n: u32) -> Self {
+        use sha2::{Digest, Sha256};
+        let mut hash = Sha256::new();
+        let n = n.to_string();
+        for part in ["webhook-secrets successor v1", scope, previous.as_str(), &n] {
+            hash.update((part.len() as u64).to_be_bytes());
+            hash.update(part.as_bytes());
+        }
+        let digest = hash.finalize();
+        let mut bytes = [0u8; 16];
+        bytes.copy_from_slice(&digest[..16]);
+        Self(
+            uuid::Builder::from_custom_bytes(bytes)
+                .into_uuid()
+                .hyphenated()
+                .to_string(),
+        )
+    }
+
     /// The issue time a [`VersionId::stamped`] id carries, to the millisecond; `None` for any
     /// other id (Secrets Manager's rotation picks its own).
     pub fn stamp(&self) -> Option<DateTime<Utc>> {
@@ -194,6 +218,17 @@ string_newtype_impls!(TenantId, EndpointId, KeyId, VersionId);
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn successors_are_one_per_version_and_scope() {
+        let v = VersionId::generate();
+        let next = VersionId::successor("p/acme/_kr/0", &v, 0);
+        assert_eq!(next, VersionId::successor("p/acme/_kr/0", &v, 0));
+        assert!(VersionId::parse(next.as_str()).is_ok());
+        assert_ne!(next, VersionId::successor("p/acme/_kr/0", &v, 1));
+        assert_ne!(next, VersionId::successor("p/acme/_kr/1", &v, 0));
+        assert_ne!(next, VersionId::successor("p/acme/_kr/0", &next, 0));
+    }
 
     #[test]
     fn endpoint_ids_follow_the_documented_pattern() {

@@ -78,12 +78,47 @@ pub trait EndpointRepository: Send + Sync {
         patch: EndpointPatch,
     ) -> Result<EndpointRecord, VaultError>;
 
-    /// Rotates an account-level secret with immediate invalidation, creating it on first use.
+    /// Rotates an account-level secret (an endpoint with a reserved id) with immediate
+    /// invalidation, creating it on first use.
     async fn rotate_account_secret(
         &self,
         writer: &Writer,
         account: AccountSecret,
-    ) -> Result<EndpointRecord, VaultError>;
+    ) -> Result<EndpointRecord, VaultError> {
+        let id = account.endpoint_id();
+        let spec = SecretSpec::new(account.format(), None)?;
+        for _ in 0..2 {
+            match self
+                .rotate_secret(
+                    writer,
+                    &id,
+                    Rotation::immediate(SecretSource::Generate(spec)),
+                )
+                .await
+            {
+                Err(VaultError::Store(StoreError::NotFound)) => {}
+                other => return other.map(|written| written.record),
+            }
+            let new = NewEndpoint {
+                id: Some(id.clone()),
+                url: String::new(),
+                name: account.name().to_owned(),
+                description: String::new(),
+                topics: Vec::new(),
+                status: Default::default(),
+                request_config: Default::default(),
+                version: DEFAULT_VERSION.to_owned(),
+                rotation_policy: None,
+                secret: SecretSource::Generate(spec),
+            };
+            match self.create_endpoint(writer, new, None).await {
+                // Another request created it first: rotate that one.
+                Err(VaultError::Store(StoreError::AlreadyExists)) => continue,
+                other => return other.map(|written| written.record),
+            }
+        }
+        Err(VaultError::conflict())
+    }
 }
 
 /// The one-secret-per-endpoint layout: each endpoint is one stored secret named
@@ -158,32 +193,7 @@ impl SecretPerEndpoint {
         idempotency: &Idempotency,
     ) -> Result<Option<Written>, VaultError> {
         let current = self.get_endpoint(tenant, id).await?;
-        self.replay_from(tenant, id, &current, idempotency).await
-    }
-
-    async fn replay_from(
-        &self,
-        tenant: &TenantId,
-        id: &EndpointId,
-        current: &StoredEndpoint,
-        idempotency: &Idempotency,
-    ) -> Result<Option<Written>, VaultError> {
-        let write = match idempotency.find(&current.record, self.clock.now()) {
-            None => return Ok(None),
-            Some(Replay::Different) => return Err(VaultError::IdempotencyMismatch),
-            Some(Replay::Same(write)) => write,
-        };
-        let record = if write.version == current.record_version {
-            current.record.clone()
-        } else {
-            // A later write moved the record on; the answer is the version this one produced,
-            // which Secrets Manager keeps for at least the 24 hours a key is remembered.
-            self.endpoint_version(tenant, id, &write.version).await?
-        };
-        Ok(Some(Written {
-            record,
-            replayed: true,
-        }))
+        replay_from(self, tenant, id, &current, idempotency, self.clock.now()).await
     }
 
     async fn sync_policy_tags(
@@ -375,7 +385,9 @@ impl EndpointRepository for SecretPerEndpoint {
             let now = self.clock.now();
             let current = self.get_endpoint(tenant, id).await?;
             if let Some(idempotency) = idempotency {
-                if let Some(replayed) = self.replay_from(tenant, id, &current, idempotency).await? {
+                if let Some(replayed) =
+                    replay_from(self, tenant, id, &current, idempotency, now).await?
+                {
                     return Ok(replayed);
                 }
             }
@@ -477,48 +489,6 @@ impl EndpointRepository for SecretPerEndpoint {
         Err(VaultError::conflict())
     }
 
-    /// Rotates an account-level secret (an endpoint with a reserved id) with immediate
-    /// invalidation, creating it on first use.
-    async fn rotate_account_secret(
-        &self,
-        writer: &Writer,
-        account: AccountSecret,
-    ) -> Result<EndpointRecord, VaultError> {
-        let id = account.endpoint_id();
-        let spec = SecretSpec::new(account.format(), None)?;
-        for _ in 0..2 {
-            match self
-                .rotate_secret(
-                    writer,
-                    &id,
-                    Rotation::immediate(SecretSource::Generate(spec)),
-                )
-                .await
-            {
-                Err(VaultError::Store(StoreError::NotFound)) => {}
-                other => return other.map(|written| written.record),
-            }
-            let new = NewEndpoint {
-                id: Some(id.clone()),
-                url: String::new(),
-                name: account.name().to_owned(),
-                description: String::new(),
-                topics: Vec::new(),
-                status: Default::default(),
-                request_config: Default::default(),
-                version: DEFAULT_VERSION.to_owned(),
-                rotation_policy: None,
-                secret: SecretSource::Generate(spec),
-            };
-            match self.create_endpoint(writer, new, None).await {
-                // Another request created it first: rotate that one.
-                Err(VaultError::Store(StoreError::AlreadyExists)) => continue,
-                other => return other.map(|written| written.record),
-            }
-        }
-        Err(VaultError::conflict())
-    }
-
     /// Reads one historical version of an endpoint's record.
     async fn endpoint_version(
         &self,
@@ -532,4 +502,35 @@ impl EndpointRepository for SecretPerEndpoint {
             .await?;
         decode(&stored)
     }
+}
+
+/// The answer to a retry of `idempotency` given the endpoint's `current` record: the record
+/// its earlier attempt produced if that write took effect, `None` if no write under the key
+/// ever did (the retry then runs the write anew).
+pub(super) async fn replay_from<R: EndpointRepository + ?Sized>(
+    repository: &R,
+    tenant: &TenantId,
+    id: &EndpointId,
+    current: &StoredEndpoint,
+    idempotency: &Idempotency,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<Option<Written>, VaultError> {
+    let write = match idempotency.find(&current.record, now) {
+        None => return Ok(None),
+        Some(Replay::Different) => return Err(VaultError::IdempotencyMismatch),
+        Some(Replay::Same(write)) => write,
+    };
+    let record = if write.version == current.record_version {
+        current.record.clone()
+    } else {
+        // A later write moved the record on; the answer is the version this one produced,
+        // which Secrets Manager keeps for at least the 24 hours a key is remembered.
+        repository
+            .endpoint_version(tenant, id, &write.version)
+            .await?
+    };
+    Ok(Some(Written {
+        record,
+        replayed: true,
+    }))
 }

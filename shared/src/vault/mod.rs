@@ -1,7 +1,9 @@
 //! The service layer: endpoints and the product's own records, kept in a [`SecretStore`].
 //!
-//! - [`endpoints`]: the endpoints repository, the one place that maps endpoints onto stored
-//!   secrets (today one secret per endpoint, `{prefix}/{tenant}/{endpoint_id}`);
+//! - [`endpoints`] and [`keyrings`]: the endpoints repository and its two layouts, the only
+//!   code that maps endpoints onto stored secrets: one secret per endpoint
+//!   (`{prefix}/{tenant}/{endpoint_id}`), or tenant keyrings (`{prefix}/{tenant}/_kr/{n}`),
+//!   chosen per deployment by [`VaultLayout`];
 //! - [`records`]: the product's own records beside them (`{prefix}/_…`: API keys, token
 //!   signing keys), used by the `auth` layer that owns them;
 //! - [`schedule`], [`sweep`] and [`protocol`]: scheduled rotation and Secrets Manager's
@@ -11,23 +13,30 @@
 
 pub mod endpoints;
 pub mod events;
+pub mod keyrings;
 pub mod protocol;
 pub mod records;
 pub mod schedule;
 pub mod sweep;
 
+use crate::domain::access::Writer;
+use crate::domain::clock::Clock;
 use crate::domain::endpoint::GracePeriod;
-use crate::domain::endpoint::{EndpointRecord, SecretSource};
+use crate::domain::endpoint::{EndpointPatch, EndpointRecord, NewEndpoint, SecretSource};
 use crate::domain::error_code::ErrorCode;
 use crate::domain::idempotency::Idempotency;
-use crate::domain::ids::{EndpointId, VersionId};
+use crate::domain::ids::{EndpointId, TenantId, VersionId};
 use crate::domain::rotation::RotationError;
 use crate::domain::secret::{SecretError, SecretFormat};
-use crate::store::{StoreError, StoredValue, StoredVersion};
+use crate::events::EventSink;
+use crate::store::{SecretStore, StoreError, StoredValue, StoredVersion};
+use async_trait::async_trait;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use std::sync::Arc;
 
 pub use endpoints::{EndpointRepository, SecretPerEndpoint};
+pub use keyrings::TenantKeyrings;
 
 /// What can go wrong below the HTTP layer. Store failures are kept whole (with their own
 /// sources); [`VaultError::code`] classifies every one for the outside world.
@@ -50,6 +59,9 @@ pub enum VaultError {
     },
     #[error("a record could not be encoded")]
     Encode(#[source] serde_json::Error),
+    /// The keyring holding the endpoint has spent its writes for the last 24 hours.
+    #[error("the endpoint's keyring has used its writes for the last 24 hours; room returns in {retry_after} seconds")]
+    WriteBudget { retry_after: u32 },
 }
 
 impl VaultError {
@@ -63,6 +75,7 @@ impl VaultError {
             }
             Self::Rotation(RotationError::Secret(err)) | Self::Secret(err) => secret_code(err),
             Self::IdempotencyMismatch => ErrorCode::IdempotencyKeyReused,
+            Self::WriteBudget { .. } => ErrorCode::VersionQuotaExceeded,
             Self::Corrupt { .. } | Self::Encode(_) => ErrorCode::Internal,
         }
     }
@@ -98,6 +111,161 @@ impl StoreError {
             // another value: a fault of this product, not of the client.
             Self::Invalid(_) | Self::AccessDenied(_) | Self::VersionExists => ErrorCode::Internal,
         }
+    }
+}
+
+/// How a deployment keeps endpoints in the store (`VAULT_LAYOUT`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum VaultLayout {
+    /// One secret per endpoint: [`SecretPerEndpoint`].
+    #[default]
+    PerEndpoint,
+    /// Many endpoints of one tenant per secret: [`TenantKeyrings`].
+    Keyrings,
+}
+
+impl VaultLayout {
+    pub fn parse(raw: &str) -> Option<Self> {
+        match raw {
+            "per-endpoint" => Some(Self::PerEndpoint),
+            "keyrings" => Some(Self::Keyrings),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::PerEndpoint => "per-endpoint",
+            Self::Keyrings => "keyrings",
+        }
+    }
+}
+
+/// The endpoints repository of the deployment's layout. The sweep and Secrets Manager's
+/// rotation protocol work on stored secrets, so they tell the layouts apart; everything else
+/// sees only [`EndpointRepository`].
+pub enum Endpoints {
+    PerEndpoint(SecretPerEndpoint),
+    Keyrings(TenantKeyrings),
+}
+
+impl Endpoints {
+    pub fn new(
+        layout: VaultLayout,
+        store: Arc<dyn SecretStore>,
+        prefix: &str,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        match layout {
+            VaultLayout::PerEndpoint => {
+                Self::PerEndpoint(SecretPerEndpoint::new(store, prefix, clock))
+            }
+            VaultLayout::Keyrings => Self::Keyrings(TenantKeyrings::new(store, prefix, clock)),
+        }
+    }
+
+    /// The same layout on the same store, announcing to `sink`.
+    pub fn announcing_to(&self, sink: Arc<dyn EventSink>) -> Self {
+        match self {
+            Self::PerEndpoint(layout) => Self::PerEndpoint(layout.announcing_to(sink)),
+            Self::Keyrings(layout) => Self::Keyrings(layout.announcing_to(sink)),
+        }
+    }
+
+    pub fn layout(&self) -> VaultLayout {
+        match self {
+            Self::PerEndpoint(_) => VaultLayout::PerEndpoint,
+            Self::Keyrings(_) => VaultLayout::Keyrings,
+        }
+    }
+
+    /// The stored secret that holds endpoint `id` now: its own, or its keyring.
+    pub async fn secret_holding(
+        &self,
+        tenant: &TenantId,
+        id: &EndpointId,
+    ) -> Result<crate::store::SecretName, VaultError> {
+        match self {
+            Self::PerEndpoint(layout) => layout.secret_name(tenant, id),
+            Self::Keyrings(layout) => layout.keyring_holding(tenant, id).await,
+        }
+    }
+
+    fn repository(&self) -> &dyn EndpointRepository {
+        match self {
+            Self::PerEndpoint(layout) => layout,
+            Self::Keyrings(layout) => layout,
+        }
+    }
+}
+
+#[async_trait]
+impl EndpointRepository for Endpoints {
+    async fn create_endpoint(
+        &self,
+        writer: &Writer,
+        new: NewEndpoint,
+        idempotency: Option<&Idempotency>,
+    ) -> Result<Written, VaultError> {
+        self.repository()
+            .create_endpoint(writer, new, idempotency)
+            .await
+    }
+
+    async fn get_endpoint(
+        &self,
+        tenant: &TenantId,
+        id: &EndpointId,
+    ) -> Result<StoredEndpoint, VaultError> {
+        self.repository().get_endpoint(tenant, id).await
+    }
+
+    async fn endpoint_version(
+        &self,
+        tenant: &TenantId,
+        id: &EndpointId,
+        version: &VersionId,
+    ) -> Result<EndpointRecord, VaultError> {
+        self.repository()
+            .endpoint_version(tenant, id, version)
+            .await
+    }
+
+    async fn list_endpoints(
+        &self,
+        tenant: &TenantId,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<EndpointPage, VaultError> {
+        self.repository()
+            .list_endpoints(tenant, cursor, limit)
+            .await
+    }
+
+    async fn delete_endpoint(
+        &self,
+        writer: &Writer,
+        id: &EndpointId,
+    ) -> Result<EndpointRecord, VaultError> {
+        self.repository().delete_endpoint(writer, id).await
+    }
+
+    async fn rotate_secret(
+        &self,
+        writer: &Writer,
+        id: &EndpointId,
+        rotation: Rotation<'_>,
+    ) -> Result<Written, VaultError> {
+        self.repository().rotate_secret(writer, id, rotation).await
+    }
+
+    async fn update_endpoint(
+        &self,
+        writer: &Writer,
+        id: &EndpointId,
+        patch: EndpointPatch,
+    ) -> Result<EndpointRecord, VaultError> {
+        self.repository().update_endpoint(writer, id, patch).await
     }
 }
 

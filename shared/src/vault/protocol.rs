@@ -11,8 +11,9 @@
 //! The grace period starts at `createSecret`, when the pending record is written; Secrets
 //! Manager runs the four steps within seconds of each other.
 
+use super::keyrings::{Keyring, TenantKeyrings};
 use super::schedule::endpoint_of;
-use super::{decode, encode, EndpointRepository, SecretPerEndpoint, VaultError};
+use super::{decode, encode, EndpointRepository, Endpoints, SecretPerEndpoint, VaultError};
 use crate::audit::{AuditRecord, AuditSink};
 use crate::domain::endpoint::{EndpointRecord, GracePeriod, SecretSource};
 use crate::domain::ids::{EndpointId, TenantId, VersionId};
@@ -98,11 +99,8 @@ struct Target {
 
 /// The endpoint secret an ARN or name addresses. An ARN's resource part ends in `-` and
 /// the six characters Secrets Manager appends to every secret name.
-fn rotation_target(
-    endpoints: &SecretPerEndpoint,
-    secret_id: &str,
-    token: &str,
-) -> Result<Target, ProtocolError> {
+/// The secret a `SecretId` (a name or an ARN) names.
+fn secret_name_of(secret_id: &str) -> Option<SecretName> {
     let name = match secret_id.strip_prefix("arn:") {
         Some(_) => secret_id
             .split_once(":secret:")
@@ -111,9 +109,17 @@ fn rotation_target(
             .map(|rest| &rest[..rest.len() - 7]),
         None => Some(secret_id),
     };
+    SecretName::parse(name?).ok()
+}
+
+fn rotation_target(
+    endpoints: &SecretPerEndpoint,
+    secret_id: &str,
+    token: &str,
+) -> Result<Target, ProtocolError> {
     let not_ours =
         || ProtocolError::NotAnEndpoint(secret_id.to_owned(), endpoints.prefix().to_owned());
-    let name = SecretName::parse(name.ok_or_else(not_ours)?).map_err(|_| not_ours())?;
+    let name = secret_name_of(secret_id).ok_or_else(not_ours)?;
     let (tenant, id) = endpoint_of(endpoints, &name).ok_or_else(not_ours)?;
     // Account-level secrets change only through their own contracts, which end the old
     // secret at once; this protocol would keep it valid for a grace period.
@@ -131,7 +137,20 @@ fn rotation_target(
 }
 
 /// Runs one step of the rotation protocol.
+/// Runs one step of Secrets Manager's rotation on the secret the event names: an endpoint's
+/// secret, or, on the tenant-keyrings layout, a keyring, whose rotation rotates every endpoint
+/// in it (each keeps its replaced secret for its policy's grace period, or the default).
 pub async fn rotation_step(
+    endpoints: &Endpoints,
+    event: &RotationEvent,
+) -> Result<StepOutcome, ProtocolError> {
+    match endpoints {
+        Endpoints::PerEndpoint(layout) => endpoint_step(layout, event).await,
+        Endpoints::Keyrings(layout) => keyring_step(layout, event).await,
+    }
+}
+
+async fn endpoint_step(
     endpoints: &SecretPerEndpoint,
     event: &RotationEvent,
 ) -> Result<StepOutcome, ProtocolError> {
@@ -229,6 +248,122 @@ pub async fn rotation_step(
 
 /// The version under `target.token` must be this endpoint's record with that token as its
 /// secret's version: anything else was not written by `createSecret`.
+/// A step on a keyring: `createSecret` stages the keyring with every endpoint in it rotated
+/// (and notes the version it was built from), `testSecret` checks each endpoint's new and
+/// replaced secrets, and `finishSecret` makes it current only if the keyring is still the
+/// version it was built from: a write to any of its endpoints since makes the rotation stale.
+async fn keyring_step(
+    keyrings: &TenantKeyrings,
+    event: &RotationEvent,
+) -> Result<StepOutcome, ProtocolError> {
+    let not_ours =
+        || ProtocolError::NotAnEndpoint(event.secret_id.clone(), keyrings.prefix().to_owned());
+    let name = secret_name_of(&event.secret_id).ok_or_else(not_ours)?;
+    let (tenant, _) = keyrings.keyring_of(&name).ok_or_else(not_ours)?;
+    let token = VersionId::parse(&event.client_request_token)
+        .map_err(|e| ProtocolError::BadToken(event.client_request_token.clone(), e.to_string()))?;
+    let (current, current_version) = keyrings.read_keyring(&name).await?;
+    if current.tenant != tenant {
+        return Err(not_ours());
+    }
+    if current_version == token {
+        return Ok(StepOutcome::AlreadyDone);
+    }
+    let pending = match keyrings.store.read_version(&name, &token).await {
+        Ok(stored) => Some(decode::<Keyring>(&stored)?),
+        Err(StoreError::NotFound) => None,
+        Err(other) => return Err(other.into()),
+    };
+    let now = keyrings.clock.now();
+    let stale = |pending: &Keyring| pending.rotation_of.as_ref() != Some(&current_version);
+    match (event.step, pending) {
+        (_, Some(pending)) if pending.rotation_of.is_none() => {
+            Err(ProtocolError::NotARotation(token.to_string()))
+        }
+        (Step::CreateSecret, Some(_)) => Ok(StepOutcome::AlreadyDone),
+        (Step::CreateSecret, None) => {
+            if current.splitting {
+                keyrings
+                    .finish_split(
+                        &tenant,
+                        &name,
+                        current,
+                        &current_version,
+                        &mut super::keyrings::Tokens::default(),
+                    )
+                    .await?;
+                return Err(ProtocolError::Stale(token.to_string()));
+            }
+            let mut next = current.clone();
+            for (id, entry) in current.owned() {
+                if id.is_account_secret() {
+                    continue;
+                }
+                let grace = entry
+                    .record
+                    .endpoint
+                    .rotation_policy
+                    .map_or_else(GracePeriod::default, |policy| policy.grace());
+                let record = rotated(
+                    entry.record.clone(),
+                    SecretSource::LikeCurrent,
+                    grace,
+                    false,
+                    token.clone(),
+                    now,
+                )?;
+                if let Some(entry) = next.endpoints.get_mut(id) {
+                    entry.record = record;
+                    entry.version = token.clone();
+                }
+            }
+            let next = next.staged_rotation(&current, &current_version, now)?;
+            let value = super::keyrings::encode_keyring(&next)?;
+            keyrings.store.put_pending(&name, &token, &value).await?;
+            Ok(StepOutcome::Created)
+        }
+        (_, None) => Err(ProtocolError::NoPendingVersion(token.to_string())),
+        (Step::SetSecret, Some(_)) => Ok(StepOutcome::Checked),
+        (Step::TestSecret, Some(pending)) => {
+            for (id, entry) in current.owned() {
+                let Some(staged) = pending.endpoints.get(id) else {
+                    continue;
+                };
+                if staged.version == token {
+                    test_signatures(&staged.record, &entry.record, now)
+                        .map_err(|why| ProtocolError::TestFailed(token.to_string(), why))?;
+                }
+            }
+            Ok(StepOutcome::Checked)
+        }
+        (Step::FinishSecret, Some(pending)) => {
+            let promoted = !stale(&pending)
+                && match keyrings
+                    .store
+                    .promote(&name, &token, &current_version)
+                    .await
+                {
+                    Ok(()) => true,
+                    Err(StoreError::Conflict) => false,
+                    Err(other) => return Err(other.into()),
+                };
+            if !promoted {
+                keyrings.store.remove_pending(&name, &token).await?;
+                return Err(ProtocolError::Stale(token.to_string()));
+            }
+            for (_, entry) in pending.owned() {
+                if entry.version == token {
+                    keyrings
+                        .announcer
+                        .announce(EventAction::SecretRotated, &entry.record)
+                        .await;
+                }
+            }
+            Ok(StepOutcome::Finished)
+        }
+    }
+}
+
 fn check_rotation(record: &EndpointRecord, target: &Target) -> Result<(), ProtocolError> {
     if record.endpoint.tenant != target.tenant
         || record.endpoint.id != target.id
@@ -282,7 +417,7 @@ fn test_signatures(
 
 /// Runs one step for a function invocation and audits a finished rotation.
 pub async fn run_step(
-    endpoints: &SecretPerEndpoint,
+    endpoints: &Endpoints,
     audit: &dyn AuditSink,
     event: &RotationEvent,
     request_id: &str,
@@ -298,10 +433,27 @@ pub async fn run_step(
         (Ok(StepOutcome::Finished), _) | (Err(_), Step::FinishSecret)
     );
     if finished {
-        let target = rotation_target(endpoints, &event.secret_id, &event.client_request_token).ok();
+        let (tenant, endpoint_id, now) = match endpoints {
+            Endpoints::PerEndpoint(layout) => {
+                let target =
+                    rotation_target(layout, &event.secret_id, &event.client_request_token).ok();
+                (
+                    target.as_ref().map(|t| t.tenant.to_string()),
+                    target.as_ref().map(|t| t.id.to_string()),
+                    layout.clock.now(),
+                )
+            }
+            Endpoints::Keyrings(layout) => (
+                secret_name_of(&event.secret_id)
+                    .and_then(|name| layout.keyring_of(&name))
+                    .map(|(tenant, _)| tenant.to_string()),
+                None,
+                layout.clock.now(),
+            ),
+        };
         audit.record(&AuditRecord {
-            tenant: target.as_ref().map(|t| t.tenant.to_string()),
-            endpoint_id: target.as_ref().map(|t| t.id.to_string()),
+            tenant,
+            endpoint_id,
             secret_version_ids: vec![event.client_request_token.clone()],
             outcome: match &outcome {
                 Ok(_) => "success".to_owned(),
@@ -309,7 +461,7 @@ pub async fn run_step(
                 Err(_) => "failed".to_owned(),
             },
             trigger: Some("secretsmanager-rotation"),
-            ..AuditRecord::new(endpoints.clock.now(), request_id, "secret.rotate")
+            ..AuditRecord::new(now, request_id, "secret.rotate")
         });
     }
     outcome

@@ -9,13 +9,16 @@
 //! each rotation is a compare-and-swap from the record it read, and a record read after
 //! another sweep's rotation is no longer due.
 
+use super::keyrings::{Keyring, TenantKeyrings, Tokens, KEYRING_TAG};
 use super::schedule::{self, Assessment, Candidate, NothingToDo, Plan, PlannedWrite, WriteKind};
-use super::{SecretPerEndpoint, VaultError};
+use super::{Endpoints, SecretPerEndpoint, VaultError};
 use crate::audit::{AuditRecord, AuditSink, AUDIT_MARKER};
-use crate::domain::endpoint::ROTATION_PERIOD_TAG;
+use crate::domain::endpoint::{SecretSource, ROTATION_PERIOD_TAG};
+use crate::domain::ids::{EndpointId, TenantId, VersionId};
+use crate::domain::rotation::rotated;
 use crate::events::{EventAction, Origin, Trigger};
 use crate::settings::{non_blank, number, ConfigError};
-use crate::store::{ListFilter, StoreError};
+use crate::store::{ListFilter, SecretName, StoreError};
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use serde::Serialize;
@@ -179,7 +182,7 @@ fn backoff(settings: &SweepSettings, attempt: u32) -> Duration {
 /// Runs one sweep over every endpoint under a policy, until everything due is handled or
 /// `deadline` (less the stop margin) comes. Fails only if the listing itself fails.
 pub async fn sweep(
-    vault: &SecretPerEndpoint,
+    vault: &Endpoints,
     audit: &dyn AuditSink,
     run_id: &str,
     deadline: Instant,
@@ -192,16 +195,19 @@ pub async fn sweep(
         .stop_margin
         .min(deadline.saturating_duration_since(started) / 4);
     let stop_at = deadline.checked_sub(margin).unwrap_or(started).max(started);
-    let now = vault.clock.now();
+    let (announcer, clock) = match vault {
+        Endpoints::PerEndpoint(layout) => (&layout.announcer, &layout.clock),
+        Endpoints::Keyrings(layout) => (&layout.announcer, &layout.clock),
+    };
     let mut summary = SweepSummary {
         audit: AUDIT_MARKER,
         action: "sweep.summary",
         run_id: run_id.to_owned(),
-        started_at: Some(now),
+        started_at: Some(clock.now()),
         ..SweepSummary::default()
     };
     // Events whose first publish failed go out first; a failure here does not stop rotation.
-    match vault.announcer.republish_outbox().await {
+    match announcer.republish_outbox().await {
         Ok(outbox) => {
             summary.events_republished = outbox.republished;
             summary.events_unpublished = outbox.left;
@@ -210,6 +216,29 @@ pub async fn sweep(
             tracing::warn!(error = %err, "the event outbox could not be read; the next run tries again");
         }
     }
+    let mut summary = match vault {
+        Endpoints::PerEndpoint(layout) => {
+            sweep_secrets(layout, audit, run_id, stop_at, settings, summary).await?
+        }
+        Endpoints::Keyrings(layout) => {
+            sweep_keyrings(layout, audit, run_id, stop_at, settings, summary).await?
+        }
+    };
+    summary.duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    Ok(summary)
+}
+
+/// The sweep of the one-secret-per-endpoint layout: the listing's tags and version ids say
+/// which endpoints need work, and each is its own compare-and-swap.
+async fn sweep_secrets(
+    vault: &SecretPerEndpoint,
+    audit: &dyn AuditSink,
+    run_id: &str,
+    stop_at: Instant,
+    settings: &SweepSettings,
+    mut summary: SweepSummary,
+) -> Result<SweepSummary, VaultError> {
+    let now = vault.clock.now();
     let (work, listed_all) = list_work(vault, now, stop_at, settings, &mut summary).await?;
     let budget = WriteBudget::new(settings.writes_per_second);
     let tally = Mutex::new(summary);
@@ -217,12 +246,7 @@ pub async fn sweep(
         .for_each_concurrent(settings.concurrency.max(1), |candidate| {
             let (budget, tally) = (&budget, &tally);
             async move {
-                let origin = Origin {
-                    trigger: Trigger::Schedule,
-                    route: None,
-                    request_id: run_id.to_owned(),
-                };
-                let outcome = origin
+                let outcome = schedule_origin(run_id)
                     .scope(handle(
                         vault, audit, run_id, &candidate, budget, stop_at, settings,
                     ))
@@ -242,8 +266,327 @@ pub async fn sweep(
         .await;
     let mut summary = tally.into_inner().unwrap_or_else(|p| p.into_inner());
     summary.complete = listed_all && summary.deferred == 0 && summary.failed == 0;
-    summary.duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
     Ok(summary)
+}
+
+fn schedule_origin(run_id: &str) -> Origin {
+    Origin {
+        trigger: Trigger::Schedule,
+        route: None,
+        request_id: run_id.to_owned(),
+    }
+}
+
+/// The sweep of the tenant-keyrings layout: it reads every keyring and rotates every due
+/// endpoint of one in a single compare-and-swap (pruning expired secrets in the same write),
+/// so its rate is counted in endpoints, not writes.
+async fn sweep_keyrings(
+    vault: &TenantKeyrings,
+    audit: &dyn AuditSink,
+    run_id: &str,
+    stop_at: Instant,
+    settings: &SweepSettings,
+    summary: SweepSummary,
+) -> Result<SweepSummary, VaultError> {
+    let prefix = format!("{}/", vault.prefix());
+    let filter = ListFilter {
+        prefix: &prefix,
+        tag_key: Some(KEYRING_TAG),
+    };
+    let budget = WriteBudget::new(settings.writes_per_second);
+    let tally = Mutex::new(summary);
+    let mut cursor: Option<String> = None;
+    let mut attempt = 0;
+    let listed_all = loop {
+        if Instant::now() >= stop_at {
+            break false;
+        }
+        let page = match vault.store.list(filter, cursor.as_deref(), 100).await {
+            Ok(page) => page,
+            Err(StoreError::Throttled) if attempt + 1 < settings.max_attempts => {
+                crate::domain::lock(&tally).throttled += 1;
+                attempt += 1;
+                tokio::time::sleep(backoff(settings, attempt)).await;
+                continue;
+            }
+            Err(other) => return Err(other.into()),
+        };
+        attempt = 0;
+        // A version a protocol rotation left pending and never finished.
+        let now = vault.clock.now();
+        for listed in &page.secrets {
+            let stale = listed.stages.pending.clone().filter(|_| {
+                listed
+                    .stages
+                    .last_changed
+                    .is_some_and(|at| at + schedule::STALE_PENDING_AFTER <= now)
+            });
+            let Some(pending) = stale else {
+                continue;
+            };
+            if !budget.acquire(1, stop_at).await {
+                break;
+            }
+            match vault.store.remove_pending(&listed.name, &pending).await {
+                Ok(()) => crate::domain::lock(&tally).pending_cleared += 1,
+                Err(err) => {
+                    tracing::warn!(run_id, keyring = %listed.name, error = %err, "an abandoned pending version could not be cleared; the next run tries again");
+                }
+            }
+        }
+        let keyrings = page
+            .names()
+            .filter_map(|name| Some((vault.keyring_of(name)?.0, name.clone())));
+        futures::stream::iter(keyrings)
+            .for_each_concurrent(settings.concurrency.max(1), |(tenant, name)| {
+                let (budget, tally) = (&budget, &tally);
+                async move {
+                    let outcome = schedule_origin(run_id)
+                        .scope(sweep_keyring(
+                            vault, audit, run_id, &tenant, &name, budget, stop_at, settings,
+                        ))
+                        .await;
+                    crate::domain::lock(tally).add(&outcome);
+                }
+            })
+            .await;
+        match page.next {
+            Some(next) => cursor = Some(next),
+            None => break true,
+        }
+    };
+    let mut summary = tally.into_inner().unwrap_or_else(|p| p.into_inner());
+    summary.complete = listed_all && summary.deferred == 0 && summary.failed == 0;
+    Ok(summary)
+}
+
+impl SweepSummary {
+    fn add(&mut self, keyring: &KeyringOutcome) {
+        self.scheduled += keyring.scheduled;
+        self.due += keyring.due;
+        self.rotated += keyring.rotated;
+        self.pruned += keyring.pruned;
+        self.skipped += keyring.skipped;
+        self.throttled += keyring.throttled;
+        self.failed += keyring.failed;
+        self.deferred += keyring.deferred;
+    }
+}
+
+/// What the sweep did to one keyring, counted in endpoints.
+#[derive(Default)]
+struct KeyringOutcome {
+    scheduled: usize,
+    due: usize,
+    rotated: usize,
+    pruned: usize,
+    skipped: usize,
+    throttled: usize,
+    failed: usize,
+    deferred: usize,
+}
+
+/// The scheduled writes of one keyring, from one read of it.
+struct KeyringPlan {
+    next: Keyring,
+    rotated: Vec<EndpointId>,
+    pruned: Vec<(EndpointId, Vec<VersionId>)>,
+    scheduled: usize,
+    due: usize,
+}
+
+fn plan_keyring(
+    keyring: &Keyring,
+    token: &VersionId,
+    now: DateTime<Utc>,
+) -> Result<KeyringPlan, VaultError> {
+    let mut plan = KeyringPlan {
+        next: keyring.clone(),
+        rotated: Vec::new(),
+        pruned: Vec::new(),
+        scheduled: 0,
+        due: 0,
+    };
+    for (id, entry) in keyring.owned() {
+        let record = &entry.record;
+        let Some(policy) = record.endpoint.rotation_policy else {
+            continue;
+        };
+        plan.scheduled += 1;
+        let changed = if policy.due_at(record.secret.created_at) <= now {
+            plan.due += 1;
+            plan.rotated.push(id.clone());
+            rotated(
+                record.clone(),
+                SecretSource::LikeCurrent,
+                policy.grace(),
+                false,
+                token.clone(),
+                now,
+            )?
+        } else {
+            let removed: Vec<VersionId> = record
+                .previous_secrets
+                .iter()
+                .filter(|old| !old.is_valid_at(now))
+                .map(|old| old.version_id.clone())
+                .collect();
+            if removed.is_empty() {
+                continue;
+            }
+            plan.pruned.push((id.clone(), removed));
+            let mut record = record.clone();
+            record.previous_secrets.retain(|old| old.is_valid_at(now));
+            record.remember_keyed_write(now, None);
+            record
+        };
+        if let Some(entry) = plan.next.endpoints.get_mut(id) {
+            entry.record = changed;
+            entry.version = token.clone();
+        }
+    }
+    Ok(plan)
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn sweep_keyring(
+    vault: &TenantKeyrings,
+    audit: &dyn AuditSink,
+    run_id: &str,
+    tenant: &TenantId,
+    name: &SecretName,
+    budget: &WriteBudget,
+    stop_at: Instant,
+    settings: &SweepSettings,
+) -> KeyringOutcome {
+    let mut outcome = KeyringOutcome::default();
+    let mut first_due: Option<usize> = None;
+    let mut tokens = Tokens::default();
+    for attempt in 0..settings.max_attempts {
+        if Instant::now() >= stop_at {
+            outcome.deferred += first_due.unwrap_or(0);
+            return outcome;
+        }
+        let read = match vault.read_keyring(name).await {
+            Ok(read) => Ok(read),
+            Err(VaultError::Store(StoreError::NotFound)) => return outcome,
+            Err(err) => Err(err),
+        };
+        let now = vault.clock.now();
+        let result = match read {
+            Ok((keyring, version)) if keyring.splitting => vault
+                .finish_split(tenant, name, keyring, &version, &mut tokens)
+                .await
+                .map(|()| None),
+            Ok((keyring, version)) => {
+                match plan_keyring(&keyring, &tokens.next(name, &version), now) {
+                    Err(err) => Err(err),
+                    Ok(plan) => {
+                        if first_due.is_none() {
+                            outcome.scheduled = plan.scheduled;
+                            outcome.due = plan.due;
+                            first_due = Some(plan.due);
+                        }
+                        if plan.rotated.is_empty() && plan.pruned.is_empty() {
+                            // Rotated meanwhile by another sweep or by hand.
+                            outcome.skipped += first_due.unwrap_or(0);
+                            return outcome;
+                        }
+                        if !budget.acquire(2, stop_at).await {
+                            outcome.deferred += plan.rotated.len() + plan.pruned.len();
+                            return outcome;
+                        }
+                        let token = tokens.next(name, &version);
+                        vault
+                            .commit(
+                                tenant,
+                                name,
+                                &keyring,
+                                &version,
+                                plan.next.clone(),
+                                &token,
+                                &mut tokens,
+                            )
+                            .await
+                            .map(|written| written.then_some(plan))
+                    }
+                }
+            }
+            Err(err) => Err(err),
+        };
+        match result {
+            Ok(Some(plan)) => {
+                let now = vault.clock.now();
+                for id in &plan.rotated {
+                    let Some(entry) = plan.next.endpoints.get(id) else {
+                        continue;
+                    };
+                    let versions = entry
+                        .record
+                        .valid_secrets(now)
+                        .iter()
+                        .map(|s| s.version_id.to_string())
+                        .collect();
+                    audit.record(&audit_record(
+                        now,
+                        run_id,
+                        tenant,
+                        id,
+                        "secret.rotate",
+                        versions,
+                        "success",
+                    ));
+                    vault
+                        .announcer
+                        .announce(EventAction::SecretRotated, &entry.record)
+                        .await;
+                }
+                for (id, removed) in &plan.pruned {
+                    let versions = removed.iter().map(ToString::to_string).collect();
+                    audit.record(&audit_record(
+                        now,
+                        run_id,
+                        tenant,
+                        id,
+                        "secret.prune",
+                        versions,
+                        "success",
+                    ));
+                }
+                outcome.rotated += plan.rotated.len();
+                outcome.pruned += plan.pruned.len();
+                outcome.skipped += first_due.unwrap_or(0).saturating_sub(plan.rotated.len());
+                return outcome;
+            }
+            // A split, or another write of the keyring won the swap: read it again.
+            Ok(None) => continue,
+            Err(VaultError::Store(StoreError::Throttled)) => {
+                outcome.throttled += 1;
+                let pause = backoff(settings, attempt);
+                budget.penalise(pause);
+                tokio::time::sleep(pause).await;
+            }
+            Err(VaultError::WriteBudget { retry_after }) => {
+                tracing::warn!(run_id, %tenant, keyring = %name, retry_after, "the keyring's write budget is spent; its due endpoints wait for the next run");
+                outcome.deferred += first_due.unwrap_or(0);
+                return outcome;
+            }
+            Err(err) => {
+                tracing::error!(run_id, %tenant, keyring = %name, error = %err, "scheduled rotation of a keyring failed");
+                let failed = first_due.unwrap_or(0).max(1);
+                audit.record(&AuditRecord {
+                    tenant: Some(tenant.to_string()),
+                    outcome: err.code().as_str().to_owned(),
+                    trigger: Some("schedule"),
+                    ..AuditRecord::new(vault.clock.now(), run_id, "secret.rotate")
+                });
+                outcome.failed += failed;
+                return outcome;
+            }
+        }
+    }
+    outcome.deferred += first_due.unwrap_or(0);
+    outcome
 }
 
 /// Lists every endpoint under a policy and keeps those needing work, due ones first, oldest
@@ -373,9 +716,10 @@ async fn handle(
             Err(err) => {
                 tracing::error!(run_id, endpoint = %candidate.id, tenant = %candidate.tenant, error = %err, "scheduled rotation failed");
                 audit.record(&audit_record(
-                    vault,
+                    vault.clock.now(),
                     run_id,
-                    candidate,
+                    &candidate.tenant,
+                    &candidate.id,
                     "secret.rotate",
                     Vec::new(),
                     err.code().as_str(),
@@ -414,9 +758,10 @@ fn record(
         (WriteKind::Rotate, None) => ("secret.rotate", Vec::new()),
     };
     audit.record(&audit_record(
-        vault,
+        now,
         run_id,
-        &plan.candidate,
+        &plan.candidate.tenant,
+        &plan.candidate.id,
         action,
         versions,
         outcome,
@@ -424,20 +769,21 @@ fn record(
 }
 
 fn audit_record(
-    vault: &SecretPerEndpoint,
+    now: DateTime<Utc>,
     run_id: &str,
-    candidate: &Candidate,
+    tenant: &TenantId,
+    id: &EndpointId,
     action: &'static str,
     secret_version_ids: Vec<String>,
     outcome: &str,
 ) -> AuditRecord {
     AuditRecord {
-        tenant: Some(candidate.tenant.to_string()),
-        endpoint_id: Some(candidate.id.to_string()),
+        tenant: Some(tenant.to_string()),
+        endpoint_id: Some(id.to_string()),
         secret_version_ids,
         outcome: outcome.to_owned(),
         trigger: Some("schedule"),
-        ..AuditRecord::new(vault.clock.now(), run_id, action)
+        ..AuditRecord::new(now, run_id, action)
     }
 }
 

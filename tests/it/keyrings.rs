@@ -1,0 +1,448 @@
+//! The tenant-keyrings layout's own behaviour, on both stores: splits under Secrets Manager's
+//! size limit, the version budget (a busy tenant's day fits it; an abusive tenant gets 429s
+//! that its neighbours never see), and Secrets Manager's rotation protocol on a keyring. Every
+//! other suite also runs on this layout (`on_every_backend!`).
+
+use integration_tests::{assert_error, invoke, on_both_stores, Backend, Call, TestApp};
+use serde_json::{json, Value};
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use webhook_secrets::auth::Role;
+use webhook_secrets::domain::clock::Clock;
+use webhook_secrets::domain::ids::{EndpointId, TenantId};
+use webhook_secrets::store::{ListFilter, SecretName, MAX_VALUE_BYTES};
+use webhook_secrets::vault::keyrings::{SPLIT_BYTES, WRITE_BUDGET};
+use webhook_secrets::vault::protocol::{rotation_step, ProtocolError, RotationEvent, Step};
+use webhook_secrets::vault::{EndpointRepository, Endpoints};
+
+fn acme() -> TenantId {
+    TenantId::parse("acme").unwrap()
+}
+
+/// The names and sizes of a tenant's keyrings, as the store lists and holds them.
+async fn keyrings_of(app: &TestApp, tenant: &str) -> Vec<(SecretName, usize)> {
+    let prefix = format!("{}/{tenant}/_kr/", app.prefix);
+    let mut found = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let page = app
+            .store
+            .list(ListFilter::prefix(&prefix), cursor.as_deref(), 100)
+            .await
+            .unwrap();
+        for name in page.names() {
+            let value = app.store.read_current(name).await.unwrap().value;
+            found.push((name.clone(), value.expose().len()));
+        }
+        match page.next {
+            Some(next) => cursor = Some(next),
+            None => return found,
+        }
+    }
+}
+
+/// An endpoint whose record is about 9 KB: a long url and 64 long topics.
+fn large_endpoint(id: &str) -> Value {
+    let topics: Vec<String> = (0..64)
+        .map(|t| format!("{t:03}.{}", "t".repeat(96)))
+        .collect();
+    json!({
+        "id": id,
+        "url": format!("https://example.com/{}", "u".repeat(1_900)),
+        "topics": topics,
+        "name": id,
+    })
+}
+
+/// Large records fill a keyring past its split size: it splits (again and again), no value
+/// ever passes Secrets Manager's limit, and every endpoint stays readable, listed exactly
+/// once, and rotatable, also by a process that has never seen the tenant.
+async fn full_keyrings_split_and_every_endpoint_stays_reachable(backend: Backend) {
+    let app = TestApp::new(backend).await;
+    let ids: Vec<String> = (0..24).map(|i| format!("big-{i}")).collect();
+    for id in &ids {
+        app.create(large_endpoint(id)).await;
+    }
+    let keyrings = keyrings_of(&app, "acme").await;
+    assert!(keyrings.len() >= 4, "{} keyrings", keyrings.len());
+    for (name, bytes) in &keyrings {
+        assert!(*bytes <= SPLIT_BYTES + 10_000, "{name}: {bytes} bytes");
+    }
+    // Every endpoint rotates (each record grows by its replaced secret) and reads back.
+    for id in &ids {
+        let rotated = invoke!(
+            rotate_secret,
+            app,
+            Call::post("/x")
+                .bearer(&app.owner)
+                .id(id)
+                .json(json!({"grace_period_seconds": 3600}))
+        );
+        assert_eq!(rotated.status, 200, "{id}: {}", rotated.body);
+    }
+    for (name, bytes) in keyrings_of(&app, "acme").await {
+        assert!(bytes <= MAX_VALUE_BYTES, "{name}: {bytes} bytes");
+    }
+    // A fresh process (no remembered depths) finds every endpoint from the tenant's root.
+    let cold = Endpoints::new(
+        backend.layout,
+        Arc::clone(&app.store),
+        &app.prefix,
+        app.clock.clone(),
+    );
+    for id in &ids {
+        let stored = cold
+            .get_endpoint(&acme(), &EndpointId::parse(id).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(stored.record.previous_secrets.len(), 1, "{id}");
+    }
+    // The listing, in pages of 5, holds every endpoint once (and the API keys' owner has
+    // nothing else in this tenant).
+    let mut listed = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let mut call = Call::get("/x").bearer(&app.owner).query("limit", "5");
+        if let Some(cursor) = &cursor {
+            call = call.query("cursor", cursor);
+        }
+        let page = invoke!(list_endpoints, app, call);
+        assert_eq!(page.status, 200, "{}", page.body);
+        for endpoint in page.body["data"].as_array().unwrap() {
+            listed.push(endpoint["id"].as_str().unwrap().to_owned());
+        }
+        match page.body["next_cursor"].as_str() {
+            Some(next) => cursor = Some(next.to_owned()),
+            None => break,
+        }
+    }
+    let unique: BTreeSet<&String> = listed.iter().collect();
+    assert_eq!(unique.len(), listed.len(), "listed twice: {listed:?}");
+    assert_eq!(unique, ids.iter().collect(), "{listed:?}");
+}
+
+/// A busy tenant's day: 30 endpoints created, then 270 patches and rotations spread over
+/// them (9 writes per endpoint in a day, three times AWS's guidance of one write per secret
+/// every 10 minutes shared by a whole keyring). Every write succeeds, through a store that
+/// refuses a secret's 101st version in 24 hours as Secrets Manager does: the hot keyrings
+/// split, so no caller ever sees the store's quota.
+async fn a_busy_tenant_s_day_fits_the_version_budget(backend: Backend) {
+    let app = TestApp::starting_at(backend, chrono::Utc::now()).await;
+    let ids: Vec<String> = (0..30).map(|i| format!("busy-{i}")).collect();
+    for id in &ids {
+        app.create(json!({"id": id, "url": "https://example.com/hook"}))
+            .await;
+    }
+    for round in 0..9 {
+        for (i, id) in ids.iter().enumerate() {
+            let answer = if (round + i) % 3 == 0 {
+                invoke!(
+                    rotate_secret,
+                    app,
+                    Call::post("/x")
+                        .bearer(&app.owner)
+                        .id(id)
+                        .json(json!({"grace_period_seconds": 600}))
+                )
+            } else {
+                invoke!(
+                    update_endpoint,
+                    app,
+                    Call::new(lambda_http::http::Method::PATCH, "/x")
+                        .bearer(&app.owner)
+                        .id(id)
+                        .json(json!({"description": format!("round {round}")}))
+                )
+            };
+            assert_eq!(answer.status, 200, "round {round}, {id}: {}", answer.body);
+        }
+    }
+    let keyrings = keyrings_of(&app, "acme").await.len();
+    assert!(
+        keyrings > 1,
+        "the busy tenant's writes spread over {keyrings} keyrings"
+    );
+    for id in &ids {
+        let stored = app
+            .app
+            .endpoints
+            .get_endpoint(&acme(), &EndpointId::parse(id).unwrap())
+            .await
+            .unwrap();
+        assert!(stored.record.endpoint.description.starts_with("round "));
+    }
+}
+
+/// One tenant rotating one endpoint without pause spends its keyring's day of writes and then
+/// gets 429 with the wait in Retry-After; a neighbour tenant, in its own keyring, is never
+/// refused, and nothing reaches a caller as the store's own quota error.
+async fn an_abusive_tenant_gets_429_and_its_neighbours_do_not(backend: Backend) {
+    let app = TestApp::starting_at(backend, chrono::Utc::now()).await;
+    let abuser = app.mint("abuser", Role::Owner).await;
+    let created = invoke!(
+        create_endpoint,
+        app,
+        Call::post("/x")
+            .bearer(&abuser)
+            .json(json!({"id": "spam", "url": "https://example.com/hook"}))
+    );
+    assert_eq!(created.status, 201, "{}", created.body);
+    app.create(json!({"id": "calm", "url": "https://example.com/hook"}))
+        .await;
+    let rotate_spam = || {
+        Call::post("/x")
+            .bearer(&abuser)
+            .id("spam")
+            .json(json!({"grace_period_seconds": 0}))
+    };
+    let mut accepted = 0;
+    let refused = loop {
+        let answer = invoke!(rotate_secret, app, rotate_spam());
+        if answer.status != 200 {
+            break answer;
+        }
+        accepted += 1;
+        assert!(accepted < WRITE_BUDGET, "never refused");
+        // The neighbour keeps working throughout.
+        if accepted % 10 == 0 {
+            let calm = invoke!(
+                rotate_secret,
+                app,
+                Call::post("/x").bearer(&app.owner).id("calm")
+            );
+            assert_eq!(calm.status, 200, "{}", calm.body);
+        }
+    };
+    // The create was the keyring's first write.
+    assert_eq!(accepted, WRITE_BUDGET - 1);
+    assert_error(&refused, 429, "version_quota_exceeded");
+    let message = refused.body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("keyring"), "{message}");
+    let retry_after: u64 = refused.headers["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=86_400).contains(&retry_after), "{retry_after}");
+    // Nothing changed for the refused endpoint; the neighbour still rotates and signs.
+    let calm = invoke!(
+        rotate_secret,
+        app,
+        Call::post("/x").bearer(&app.owner).id("calm")
+    );
+    assert_eq!(calm.status, 200, "{}", calm.body);
+    app.sign("calm", "{}", None).await;
+    // A day later the abuser's budget has room again.
+    app.clock
+        .advance(chrono::Duration::seconds(retry_after as i64 + 1));
+    let later = invoke!(rotate_secret, app, rotate_spam());
+    if backend.store == integration_tests::Store::Embedded {
+        // The embedded store dates versions by the same clock; the emulator by the real one.
+        assert_eq!(later.status, 200, "{}", later.body);
+    }
+}
+
+/// Secrets Manager's rotation protocol on a keyring rotates every endpoint in it, each with
+/// its policy's grace period (or the default), leaves account secrets alone, and refuses to
+/// finish if any endpoint of the keyring was written after `createSecret`.
+async fn the_rotation_protocol_rotates_a_whole_keyring(backend: Backend) {
+    let app = TestApp::new(backend).await;
+    let a = app
+        .create(json!({
+            "id": "proto-a", "url": "https://example.com/hook",
+            "rotation_policy": {"period_days": 30, "grace_period_seconds": 600},
+        }))
+        .await;
+    let b = app
+        .create(json!({"id": "proto-b", "url": "https://example.com/hook"}))
+        .await;
+    let account = integration_tests::answer(
+        webhook_secrets::compat::openformat::generate_webhook_secret(
+            &app.app,
+            Call::post("/v1/webhook/secret")
+                .header("x-api-key", &app.owner)
+                .build(),
+        )
+        .await
+        .unwrap(),
+    );
+    assert_eq!(account.status, 200, "{}", account.body);
+    let keyring = app.holder("proto-a").await;
+    assert_eq!(keyring, app.holder("proto-b").await, "one keyring");
+    let token = uuid::Uuid::new_v4().to_string();
+    let step = |step: Step| RotationEvent {
+        step,
+        secret_id: keyring.to_string(),
+        client_request_token: token.clone(),
+    };
+    for s in [
+        Step::CreateSecret,
+        Step::SetSecret,
+        Step::TestSecret,
+        Step::FinishSecret,
+    ] {
+        rotation_step(&app.app.endpoints, &step(s)).await.unwrap();
+    }
+    let now = app.clock.now();
+    for (id, created, grace) in [("proto-a", &a, 600), ("proto-b", &b, 86_400)] {
+        let stored = app
+            .app
+            .endpoints
+            .get_endpoint(&acme(), &EndpointId::parse(id).unwrap())
+            .await
+            .unwrap()
+            .record;
+        assert_eq!(stored.secret.version_id.as_str(), token, "{id}");
+        let previous = &stored.previous_secrets[0];
+        assert_eq!(
+            previous.version_id.as_str(),
+            created["secret"]["version_id"].as_str().unwrap()
+        );
+        assert_eq!(
+            previous.expires_at,
+            Some(now + chrono::Duration::seconds(grace)),
+            "{id}"
+        );
+    }
+    let account_now = app
+        .app
+        .endpoints
+        .get_endpoint(&acme(), &EndpointId::parse("_account-uuid").unwrap())
+        .await
+        .unwrap()
+        .record;
+    assert_eq!(
+        account_now.secret.value.expose(),
+        account.body["webhook_secret"].as_str().unwrap(),
+        "account secrets change only through their own contracts"
+    );
+    assert_eq!(app.store.stages(&keyring).await.unwrap().pending, None);
+
+    // A write to any endpoint of the keyring between createSecret and finishSecret makes the
+    // staged keyring stale: finishing would undo it.
+    let token = uuid::Uuid::new_v4().to_string();
+    let step = |step: Step| RotationEvent {
+        step,
+        secret_id: keyring.to_string(),
+        client_request_token: token.clone(),
+    };
+    rotation_step(&app.app.endpoints, &step(Step::CreateSecret))
+        .await
+        .unwrap();
+    let patched = invoke!(
+        update_endpoint,
+        app,
+        Call::new(lambda_http::http::Method::PATCH, "/x")
+            .bearer(&app.owner)
+            .id("proto-b")
+            .json(json!({"name": "renamed"}))
+    );
+    assert_eq!(patched.status, 200, "{}", patched.body);
+    let finish = rotation_step(&app.app.endpoints, &step(Step::FinishSecret)).await;
+    assert!(matches!(finish, Err(ProtocolError::Stale(_))), "{finish:?}");
+    assert_eq!(app.store.stages(&keyring).await.unwrap().pending, None);
+    let b_now = app
+        .app
+        .endpoints
+        .get_endpoint(&acme(), &EndpointId::parse("proto-b").unwrap())
+        .await
+        .unwrap()
+        .record;
+    assert_eq!(b_now.endpoint.name, "renamed");
+    assert_ne!(b_now.secret.version_id.as_str(), token);
+
+    // An endpoint's own name is not a keyring: refused, whatever the step.
+    let per_endpoint_name = RotationEvent {
+        step: Step::CreateSecret,
+        secret_id: format!("{}/acme/proto-a", app.prefix),
+        client_request_token: token.clone(),
+    };
+    assert!(matches!(
+        rotation_step(&app.app.endpoints, &per_endpoint_name).await,
+        Err(ProtocolError::NotAnEndpoint(..))
+    ));
+}
+
+/// A record of tenant `tenant`, as another layout or a migration source holds it.
+fn record(tenant: &TenantId, id: &str) -> webhook_secrets::domain::endpoint::EndpointRecord {
+    use webhook_secrets::domain::endpoint::{Endpoint, EndpointRecord, SecretVersion};
+    let now = chrono::Utc::now();
+    EndpointRecord {
+        schema: webhook_secrets::domain::endpoint::RECORD_SCHEMA,
+        endpoint: Endpoint {
+            id: EndpointId::parse(id).unwrap(),
+            tenant: tenant.clone(),
+            url: format!("https://example.com/hooks/{id}"),
+            name: id.to_owned(),
+            description: String::new(),
+            topics: vec!["order.created".into()],
+            created_at: now,
+            updated_at: now,
+            status: Default::default(),
+            request_config: Default::default(),
+            version: "1.0".into(),
+            rotation_policy: None,
+        },
+        secret: SecretVersion {
+            version_id: webhook_secrets::domain::ids::VersionId::generate(),
+            value: webhook_secrets::domain::secret::WebhookSecret::generate(Default::default())
+                .unwrap(),
+            created_at: now,
+            replaces: None,
+            expires_at: None,
+        },
+        previous_secrets: Vec::new(),
+        keyed_writes: Vec::new(),
+    }
+}
+
+/// A bulk import (the migration's path) packs a tenant's endpoints many to a write, into
+/// keyrings each under the split size; a re-run finds them all and writes nothing.
+async fn an_import_packs_keyrings_and_a_rerun_writes_nothing(backend: Backend) {
+    let app = TestApp::new(backend).await;
+    let Endpoints::Keyrings(keyrings) = app.app.endpoints.as_ref() else {
+        panic!("a keyrings app");
+    };
+    let tenant = TenantId::parse("bulk").unwrap();
+    let records: Vec<_> = (0..400)
+        .map(|i| record(&tenant, &format!("imp-{i:03}")))
+        .collect();
+    let first = keyrings.import(&tenant, records.clone()).await.unwrap();
+    assert_eq!((first.added, first.present), (400, 0), "{first:?}");
+    let stored = keyrings_of(&app, "bulk").await;
+    let bytes: usize = stored.iter().map(|(_, b)| b).sum();
+    assert!(stored.iter().all(|(_, b)| *b <= SPLIT_BYTES), "{stored:?}");
+    // Packed: no more keyrings than twice what the bytes need.
+    assert!(
+        stored.len() <= 2 * bytes.div_ceil(SPLIT_BYTES),
+        "{} keyrings for {bytes} bytes",
+        stored.len()
+    );
+    assert!(first.writes < 400 / 4, "{first:?}");
+    for record in &records {
+        let read = app
+            .app
+            .endpoints
+            .get_endpoint(&tenant, &record.endpoint.id)
+            .await
+            .unwrap();
+        assert_eq!(
+            read.record.secret.value.expose(),
+            record.secret.value.expose()
+        );
+    }
+    let again = keyrings.import(&tenant, records).await.unwrap();
+    assert_eq!(
+        (again.added, again.present, again.writes),
+        (0, 400, 0),
+        "{again:?}"
+    );
+}
+
+on_both_stores!(
+    keyrings: full_keyrings_split_and_every_endpoint_stays_reachable,
+    an_import_packs_keyrings_and_a_rerun_writes_nothing,
+    a_busy_tenant_s_day_fits_the_version_budget,
+    an_abusive_tenant_gets_429_and_its_neighbours_do_not,
+    the_rotation_protocol_rotates_a_whole_keyring,
+);
