@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# make bench-sweep: the scheduled sweep over ENDPOINTS (default 10,000) endpoints, through a
-# proxy that enforces Secrets Manager's quotas in front of a moto server, in runs of
-# RUN_SECONDS (default 120) as a Lambda deadline would cut them. Prints a table.
+# make bench-sweep: the scheduled sweep on both storage layouts, side by side: ENDPOINTS
+# (default 3,000) endpoints one secret each, and KEYRING_ENDPOINTS (default 100,000) in tenant
+# keyrings, through a proxy that enforces Secrets Manager's quotas in front of a moto server,
+# in runs of RUN_SECONDS (default 120) as a Lambda deadline would cut them. Prints a table.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh

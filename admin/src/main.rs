@@ -1,5 +1,6 @@
-//! Operator command: mint, list and revoke API keys on the configured vault (the embedded
-//! store by default, Secrets Manager with `VAULT_BACKEND=secretsmanager`).
+//! Operator command on the configured vault (the embedded store by default, Secrets Manager
+//! with `VAULT_BACKEND=secretsmanager`): mint, list and revoke API keys, rotate the token
+//! signing key, and migrate endpoints to tenant keyrings.
 
 use clap::{Parser, Subcommand};
 use serde_json::json;
@@ -9,13 +10,14 @@ use webhook_secrets::auth::keys::ApiKeyRecord;
 use webhook_secrets::auth::Role;
 use webhook_secrets::domain::ids::{KeyId, TenantId};
 use webhook_secrets::store::StoreError;
-use webhook_secrets::vault::VaultError;
+use webhook_secrets::vault::migrate::{self, MigrationOptions};
+use webhook_secrets::vault::{VaultError, VaultLayout};
 use webhook_secrets::Config;
 
 #[derive(Parser)]
 #[command(
     name = "admin",
-    about = "Manage API keys for the webhook-secrets vault"
+    about = "Manage API keys, signing keys and the storage layout of the webhook-secrets vault"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -33,6 +35,22 @@ enum Command {
     SigningKey {
         #[command(subcommand)]
         command: SigningKeyCommand,
+    },
+    /// Move every endpoint from its own secret into tenant keyrings: first copy (the
+    /// deployment keeps serving from the endpoints' own secrets), then, once it runs with
+    /// VaultLayout=keyrings, again with --delete-old. Resumable and safe to re-run.
+    Migrate {
+        /// The layout to move to: keyrings.
+        #[arg(long, value_parser = parse_layout)]
+        to: VaultLayout,
+        /// Delete each endpoint's own secret once its keyring copy is verified.
+        #[arg(long)]
+        delete_old: bool,
+        /// Read everything and report what would be done; write nothing.
+        #[arg(long)]
+        dry_run: bool,
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -78,6 +96,37 @@ fn parse_tenant(raw: &str) -> Result<TenantId, String> {
 
 fn parse_role(raw: &str) -> Result<Role, String> {
     Role::parse(raw).ok_or_else(|| "a role is owner, admin or member".to_owned())
+}
+
+fn parse_layout(raw: &str) -> Result<VaultLayout, String> {
+    match VaultLayout::parse(raw) {
+        Some(VaultLayout::Keyrings) => Ok(VaultLayout::Keyrings),
+        Some(VaultLayout::PerEndpoint) => Err(
+            "moving from keyrings back to one secret per endpoint is not available yet; --to keyrings".to_owned(),
+        ),
+        None => Err("--to takes keyrings".to_owned()),
+    }
+}
+
+/// A progress bar on a terminal, a line per tenth otherwise (a log keeps every line).
+fn progress_bar() -> impl Fn(usize, usize) + Sync {
+    use std::io::IsTerminal;
+    let terminal = std::io::stderr().is_terminal();
+    let last = std::sync::Mutex::new(usize::MAX);
+    move |done: usize, total: usize| {
+        let tenth = (done * 10).checked_div(total).unwrap_or(10);
+        let mut last = last.lock().unwrap_or_else(|p| p.into_inner());
+        if terminal {
+            let filled = (done * 30).checked_div(total).unwrap_or(30);
+            eprint!("\rmigrating [{:<30}] {done}/{total}", "#".repeat(filled));
+            if done == total {
+                eprintln!();
+            }
+        } else if tenth != *last {
+            eprintln!("migrating: {done}/{total} endpoints");
+        }
+        *last = tenth;
+    }
 }
 
 fn parse_key_id(raw: &str) -> Result<KeyId, String> {
@@ -132,6 +181,54 @@ async fn run(cli: Cli) -> Result<(), String> {
     let keys = app.auth.keys();
     let command = match cli.command {
         Command::Keys { command } => command,
+        Command::Migrate {
+            to: _,
+            delete_old,
+            dry_run,
+            json,
+        } => {
+            let options = MigrationOptions {
+                delete_old,
+                dry_run,
+            };
+            let report = migrate::to_keyrings(
+                app.store.clone(),
+                &config.prefix,
+                app.clock.clone(),
+                options,
+                &progress_bar(),
+            )
+            .await
+            .map_err(|e| format!("the migration stopped (re-run it to resume): {e}"))?;
+            JsonLinesAudit::stderr().record(&AuditRecord {
+                outcome: if report.problems.is_empty() {
+                    "success".to_owned()
+                } else {
+                    "partial".to_owned()
+                },
+                ..AuditRecord::new(chrono::Utc::now(), admin_request_id(), "vault.migrate")
+            });
+            if json {
+                println!("{}", json!(report));
+            } else {
+                let verb = if dry_run { "would be" } else { "were" };
+                println!(
+                    "{} endpoints of {} tenants: {} {verb} copied, {} already in keyrings, {} verified, {} own secrets {verb} deleted",
+                    report.endpoints, report.tenants, report.copied, report.already, report.verified, report.deleted
+                );
+                for problem in &report.problems {
+                    println!("  {problem}");
+                }
+            }
+            return if report.problems.is_empty() {
+                Ok(())
+            } else {
+                Err(format!(
+                    "{} endpoints need attention (listed above)",
+                    report.problems.len()
+                ))
+            };
+        }
         Command::SigningKey {
             command: SigningKeyCommand::Rotate { json },
         } => {

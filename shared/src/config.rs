@@ -154,6 +154,8 @@ async fn load_aws() -> SdkConfig {
 
 /// The state every function builds once and borrows per request.
 pub struct App {
+    /// The store every repository of this app writes to.
+    pub store: Arc<dyn SecretStore>,
     pub clock: Arc<dyn Clock>,
     pub endpoints: Arc<Endpoints>,
     pub auth: Authenticator,
@@ -192,6 +194,7 @@ impl App {
                 prefix,
                 Arc::clone(&clock),
             )),
+            store,
             clock,
             audit,
         }

@@ -66,7 +66,7 @@ async fn full_keyrings_split_and_every_endpoint_stays_reachable(backend: Backend
     let keyrings = keyrings_of(&app, "acme").await;
     assert!(keyrings.len() >= 4, "{} keyrings", keyrings.len());
     for (name, bytes) in &keyrings {
-        assert!(*bytes <= SPLIT_BYTES + 10_000, "{name}: {bytes} bytes");
+        assert!(*bytes <= MAX_VALUE_BYTES, "{name}: {bytes} bytes");
     }
     // Every endpoint rotates (each record grows by its replaced secret) and reads back.
     for id in &ids {
@@ -441,8 +441,210 @@ async fn an_import_packs_keyrings_and_a_rerun_writes_nothing(backend: Backend) {
 
 on_both_stores!(
     keyrings: full_keyrings_split_and_every_endpoint_stays_reachable,
+    a_deployment_migrates_to_keyrings,
     an_import_packs_keyrings_and_a_rerun_writes_nothing,
     a_busy_tenant_s_day_fits_the_version_budget,
     an_abusive_tenant_gets_429_and_its_neighbours_do_not,
     the_rotation_protocol_rotates_a_whole_keyring,
 );
+
+/// Fails the `n`th compare-and-swap from now with `Unavailable`, as a migration interrupted
+/// mid-write would see.
+#[derive(Default)]
+struct FailNth(std::sync::atomic::AtomicI64);
+
+#[async_trait::async_trait]
+impl integration_tests::interposed::BeforeReplace for FailNth {
+    async fn before_replace(
+        &self,
+        _: &dyn webhook_secrets::store::SecretStore,
+        _: &SecretName,
+        _: &webhook_secrets::domain::ids::VersionId,
+        _: &webhook_secrets::store::StoredValue,
+    ) -> Result<(), webhook_secrets::store::StoreError> {
+        if self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst) == 1 {
+            return Err(webhook_secrets::store::StoreError::Unavailable(
+                "injected: the migration is interrupted".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// What each endpoint signs one message to, with every secret it holds valid.
+async fn signatures(app: &TestApp, tenants: &[(&str, Vec<String>)]) -> Vec<String> {
+    let mut all = Vec::new();
+    for (tenant, ids) in tenants {
+        for id in ids {
+            let record = app
+                .app
+                .endpoints
+                .get_endpoint(
+                    &TenantId::parse(tenant).unwrap(),
+                    &EndpointId::parse(id).unwrap(),
+                )
+                .await
+                .unwrap()
+                .record;
+            let now = app.clock.now();
+            let signed: Vec<String> = record
+                .valid_secrets(now)
+                .iter()
+                .map(|s| {
+                    webhook_secrets::domain::signature::sign(&[s], "msg_check", 1, b"{}").signature
+                })
+                .collect();
+            all.push(format!("{tenant}/{id}: {}", signed.join(" ")));
+        }
+    }
+    all
+}
+
+/// A deployment moves from one secret per endpoint to keyrings: a dry run writes nothing; an
+/// interrupted copy resumes; an endpoint written on the old layout after its copy is copied
+/// again; the deployment on keyrings then signs exactly as before with every secret (current
+/// and in grace); the finishing pass deletes every endpoint's own secret and a re-run finds
+/// nothing left.
+async fn a_deployment_migrates_to_keyrings(backend: Backend) {
+    use webhook_secrets::vault::migrate::{to_keyrings, MigrationOptions};
+    let failing = Arc::new(std::sync::Mutex::new(None));
+    let hook = failing.clone();
+    let old = TestApp::with_store(backend.per_endpoint(), chrono::Utc::now(), move |store| {
+        let wrapped = integration_tests::interposed::Interposed::wrap(store, FailNth::default());
+        *hook.lock().unwrap() = Some(wrapped.clone());
+        wrapped as Arc<dyn webhook_secrets::store::SecretStore>
+    })
+    .await;
+    let interposed = failing.lock().unwrap().clone().unwrap();
+    let big = old.mint("big", Role::Owner).await;
+    let mut tenants: Vec<(&str, Vec<String>)> = vec![("acme", Vec::new()), ("big", Vec::new())];
+    for i in 0..6 {
+        let id = format!("small-{i}");
+        old.create(json!({"id": id, "url": "https://example.com/hook"}))
+            .await;
+        tenants[0].1.push(id);
+    }
+    for i in 0..120 {
+        let id = format!("big-{i:03}");
+        let created = invoke!(
+            create_endpoint,
+            old,
+            Call::post("/x").bearer(&big).json(json!({
+                "id": id, "url": format!("https://example.com/{}", "p".repeat(200)),
+                "topics": ["order.created", "order.paid", "invoice.sent"],
+            }))
+        );
+        assert_eq!(created.status, 201, "{}", created.body);
+        tenants[1].1.push(id);
+    }
+    // Some endpoints hold an older secret in its grace period.
+    for id in ["small-0", "small-1"] {
+        let rotated = invoke!(
+            rotate_secret,
+            old,
+            Call::post("/x")
+                .bearer(&old.owner)
+                .id(id)
+                .json(json!({"grace_period_seconds": 3600}))
+        );
+        assert_eq!(rotated.status, 200, "{}", rotated.body);
+    }
+    let before = signatures(&old, &tenants).await;
+    let migrate = |delete_old: bool, dry_run: bool| {
+        to_keyrings(
+            old.store.clone(),
+            &old.prefix,
+            old.clock.clone(),
+            MigrationOptions {
+                delete_old,
+                dry_run,
+            },
+            &|_, _| {},
+        )
+    };
+
+    let dry = migrate(false, true).await.unwrap();
+    assert_eq!(
+        (dry.endpoints, dry.copied, dry.tenants),
+        (126, 126, 2),
+        "{dry:?}"
+    );
+    assert!(
+        keyrings_of(&old, "big").await.is_empty(),
+        "a dry run writes nothing"
+    );
+
+    // Interrupted at its third swap (the big tenant's keyrings split as they fill).
+    interposed
+        .hook
+        .0
+        .store(3, std::sync::atomic::Ordering::SeqCst);
+    assert!(migrate(false, false).await.is_err());
+    let resumed = migrate(false, false).await.unwrap();
+    assert!(resumed.problems.is_empty(), "{resumed:?}");
+    assert_eq!(resumed.verified, 126, "{resumed:?}");
+    assert!(resumed.already > 0 && resumed.copied > 0, "{resumed:?}");
+
+    // The deployment still runs on its own secrets: a rotation there is copied again.
+    let rotated = invoke!(
+        rotate_secret,
+        old,
+        Call::post("/x").bearer(&old.owner).id("small-2")
+    );
+    assert_eq!(rotated.status, 200, "{}", rotated.body);
+    let before = {
+        let mut before = before;
+        let now = signatures(&old, &tenants).await;
+        before[2] = now[2].clone();
+        before
+    };
+    let again = migrate(false, false).await.unwrap();
+    assert_eq!(
+        (again.copied, again.already, again.verified),
+        (1, 125, 126),
+        "{again:?}"
+    );
+
+    // The deployment switches to keyrings and signs as before with every valid secret.
+    let new = webhook_secrets::App::with_audit(
+        old.store.clone(),
+        &old.prefix,
+        webhook_secrets::vault::VaultLayout::Keyrings,
+        old.clock.clone(),
+        chrono::Duration::seconds(60),
+        old.audit.clone(),
+    );
+    let switched = TestApp { app: new, ..old };
+    assert_eq!(signatures(&switched, &tenants).await, before);
+    let finished = to_keyrings(
+        switched.store.clone(),
+        &switched.prefix,
+        switched.clock.clone(),
+        MigrationOptions {
+            delete_old: true,
+            dry_run: false,
+        },
+        &|_, _| {},
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        (finished.verified, finished.deleted),
+        (126, 126),
+        "{finished:?}"
+    );
+    assert_eq!(signatures(&switched, &tenants).await, before);
+    let rerun = to_keyrings(
+        switched.store.clone(),
+        &switched.prefix,
+        switched.clock.clone(),
+        MigrationOptions {
+            delete_old: true,
+            dry_run: false,
+        },
+        &|_, _| {},
+    )
+    .await
+    .unwrap();
+    assert_eq!(rerun.endpoints, 0, "{rerun:?}");
+}

@@ -64,7 +64,7 @@ pub const KEYRING_SCHEMA: u32 = 1;
 pub const KEYRING_TAG: &str = "webhook-secrets:keyring";
 /// A keyring splits rather than grow past this: the rest of Secrets Manager's 65,536 bytes is
 /// room for its largest record to grow on rotation before the next write splits it.
-pub const SPLIT_BYTES: usize = 48 * 1024;
+pub const SPLIT_BYTES: usize = 56 * 1024;
 /// Writes a keyring takes in 24 hours. Secrets Manager keeps about 100 versions written in 24
 /// hours; the other 30 are for versions the keyring cannot count (lost swaps leave one each).
 pub const WRITE_BUDGET: usize = 70;
@@ -113,6 +113,10 @@ pub struct Keyring {
 pub struct Entry {
     pub version: VersionId,
     pub record: EndpointRecord,
+    /// Set by a migration: the version of the endpoint's own secret this entry copies. Any
+    /// later write of the entry drops it, so it also says the copy is untouched since.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub copied_from: Option<VersionId>,
 }
 
 /// Where an endpoint's id hashes to.
@@ -505,6 +509,7 @@ impl TenantKeyrings {
                         Entry {
                             version: token.clone(),
                             record,
+                            copied_from: None,
                         },
                     );
                     keyring.record_write(now.timestamp());
@@ -550,6 +555,7 @@ impl TenantKeyrings {
                         Entry {
                             version: token.clone(),
                             record: *record,
+                            copied_from: None,
                         },
                     );
                 }
@@ -558,7 +564,15 @@ impl TenantKeyrings {
                 }
             }
             if self
-                .commit(tenant, &name, &keyring, &version, next, &token, &mut tokens)
+                .commit(
+                    tenant,
+                    &name,
+                    &keyring,
+                    &version,
+                    next,
+                    &mut tokens,
+                    SPLIT_BYTES,
+                )
                 .await?
             {
                 return Ok(answer);
@@ -571,9 +585,10 @@ impl TenantKeyrings {
     /// would be too large or `read` runs hot. `Ok(false)`: nothing was written for the
     /// caller (a split happened, or another write won the swap); read again and retry.
     ///
-    /// `token` is `tokens.next(name, version)`: every write of a keyring from one version
-    /// races for that one token, so only the first writer's version is ever written, and
-    /// Secrets Manager's version budget pays for successful writes only.
+    /// The version written is `tokens.next(name, version)`, the one `next` was built for:
+    /// every write of a keyring from one version races for that one token, so only the first
+    /// writer's version is ever written, and Secrets Manager's version budget pays for
+    /// successful writes only. A write that would pass `split_bytes` splits first.
     #[allow(clippy::too_many_arguments)]
     pub(super) async fn commit(
         &self,
@@ -582,9 +597,10 @@ impl TenantKeyrings {
         read: &Keyring,
         version: &VersionId,
         mut next: Keyring,
-        token: &VersionId,
         tokens: &mut Tokens,
+        split_bytes: usize,
     ) -> Result<bool, VaultError> {
+        let token = &tokens.next(name, version);
         let now = self.clock.now().timestamp();
         if let Some(retry_after) = read.budget_wait(now) {
             return Err(VaultError::WriteBudget { retry_after });
@@ -592,7 +608,7 @@ impl TenantKeyrings {
         next.record_write(now);
         let json = serde_json::to_string(&next).map_err(VaultError::Encode)?;
         let splittable = next.endpoints.len() > 1 && read.depth < MAX_DEPTH;
-        if splittable && (json.len() > SPLIT_BYTES || read.is_hot(now)) {
+        if splittable && (json.len() > split_bytes || read.is_hot(now)) {
             self.split(tenant, name, read, version, tokens).await?;
             return Ok(false);
         }
@@ -781,6 +797,91 @@ pub struct Imported {
 }
 
 impl TenantKeyrings {
+    /// Endpoint `id`'s entry, if a keyring holds it.
+    pub async fn entry(
+        &self,
+        tenant: &TenantId,
+        id: &EndpointId,
+    ) -> Result<Option<Entry>, VaultError> {
+        Ok(match self.locate(tenant, endpoint_hash(id)).await? {
+            Owner::Read { keyring, .. } | Owner::Frozen { keyring, .. } => {
+                keyring.endpoints.get(id).cloned()
+            }
+            Owner::Missing { .. } => None,
+        })
+    }
+
+    /// Replaces an entry that is still the copy of version `stale` (nothing wrote it since)
+    /// with `record`, a copy of version `from`; `false` if the entry is not that copy.
+    pub async fn replace_copy(
+        &self,
+        record: EndpointRecord,
+        from: &VersionId,
+        stale: &VersionId,
+    ) -> Result<bool, VaultError> {
+        let (tenant, id) = (record.endpoint.tenant.clone(), record.endpoint.id.clone());
+        let mut tokens = Tokens::default();
+        for attempt in 0..WRITE_ATTEMPTS {
+            if attempt > 0 {
+                tokio::time::sleep(jitter(attempt)).await;
+            }
+            let (name, keyring, version) = match self.locate(&tenant, endpoint_hash(&id)).await? {
+                Owner::Read {
+                    name,
+                    keyring,
+                    version,
+                } if !keyring.splitting => (name, keyring, version),
+                Owner::Read {
+                    name,
+                    keyring,
+                    version,
+                }
+                | Owner::Frozen {
+                    name,
+                    keyring,
+                    version,
+                } => {
+                    self.finish_split(&tenant, &name, keyring, &version, &mut tokens)
+                        .await?;
+                    continue;
+                }
+                Owner::Missing { .. } => return Ok(false),
+            };
+            if keyring
+                .endpoints
+                .get(&id)
+                .and_then(|e| e.copied_from.as_ref())
+                != Some(stale)
+            {
+                return Ok(false);
+            }
+            let mut next = keyring.clone();
+            next.endpoints.insert(
+                id.clone(),
+                Entry {
+                    version: tokens.next(&name, &version),
+                    record: record.clone(),
+                    copied_from: Some(from.clone()),
+                },
+            );
+            if self
+                .commit(
+                    &tenant,
+                    &name,
+                    &keyring,
+                    &version,
+                    next,
+                    &mut tokens,
+                    SPLIT_BYTES,
+                )
+                .await?
+            {
+                return Ok(true);
+            }
+        }
+        Err(VaultError::conflict())
+    }
+
     /// Adds `records`, endpoints of `tenant` kept elsewhere (a migration brings them), to the
     /// tenant's keyrings many at a time: each keyring takes as many as keep it under
     /// [`SPLIT_BYTES`] in one write, and splits when full. An endpoint already in a keyring
@@ -791,10 +892,21 @@ impl TenantKeyrings {
         tenant: &TenantId,
         records: Vec<EndpointRecord>,
     ) -> Result<Imported, VaultError> {
-        let mut pending: BTreeMap<EndpointId, EndpointRecord> = records
+        self.import_copies(tenant, records.into_iter().map(|r| (r, None)).collect())
+            .await
+    }
+
+    /// [`Self::import`] of records each copied from a version of another secret, which its
+    /// entry remembers (a migration's copies).
+    pub async fn import_copies(
+        &self,
+        tenant: &TenantId,
+        records: Vec<(EndpointRecord, Option<VersionId>)>,
+    ) -> Result<Imported, VaultError> {
+        let mut pending: BTreeMap<EndpointId, (EndpointRecord, Option<VersionId>)> = records
             .into_iter()
-            .filter(|record| record.endpoint.tenant == *tenant)
-            .map(|record| (record.endpoint.id.clone(), record))
+            .filter(|(record, _)| record.endpoint.tenant == *tenant)
+            .map(|copy| (copy.0.endpoint.id.clone(), copy))
             .collect();
         let mut report = Imported::default();
         let mut tokens = Tokens::default();
@@ -885,7 +997,15 @@ impl TenantKeyrings {
                         continue;
                     }
                     if self
-                        .commit(tenant, &name, &keyring, &version, next, &token, &mut tokens)
+                        .commit(
+                            tenant,
+                            &name,
+                            &keyring,
+                            &version,
+                            next,
+                            &mut tokens,
+                            SPLIT_BYTES,
+                        )
                         .await?
                     {
                         report.writes += 1;
@@ -907,7 +1027,7 @@ impl TenantKeyrings {
 /// value under [`SPLIT_BYTES`], as written by version `token`; returns their ids.
 fn fill(
     keyring: &mut Keyring,
-    pending: &BTreeMap<EndpointId, EndpointRecord>,
+    pending: &BTreeMap<EndpointId, (EndpointRecord, Option<VersionId>)>,
     token: &VersionId,
     owns: impl Fn(u64) -> bool,
 ) -> Result<Vec<EndpointId>, VaultError> {
@@ -917,13 +1037,14 @@ fn fill(
         .len()
         + 12 * (WRITE_BUDGET - keyring.writes.len().min(WRITE_BUDGET));
     let mut taken = Vec::new();
-    for (id, record) in pending {
+    for (id, (record, copied_from)) in pending {
         if !owns(endpoint_hash(id)) || keyring.endpoints.contains_key(id) {
             continue;
         }
         let entry = Entry {
             version: token.clone(),
             record: record.clone(),
+            copied_from: copied_from.clone(),
         };
         let size = serde_json::to_string(&entry)
             .map_err(VaultError::Encode)?

@@ -14,6 +14,7 @@
 pub mod endpoints;
 pub mod events;
 pub mod keyrings;
+pub mod migrate;
 pub mod protocol;
 pub mod records;
 pub mod schedule;

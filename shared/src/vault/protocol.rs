@@ -315,6 +315,7 @@ async fn keyring_step(
                 if let Some(entry) = next.endpoints.get_mut(id) {
                     entry.record = record;
                     entry.version = token.clone();
+                    entry.copied_from = None;
                 }
             }
             let next = next.staged_rotation(&current, &current_version, now)?;

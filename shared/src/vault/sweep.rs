@@ -18,7 +18,7 @@ use crate::domain::ids::{EndpointId, TenantId, VersionId};
 use crate::domain::rotation::rotated;
 use crate::events::{EventAction, Origin, Trigger};
 use crate::settings::{non_blank, number, ConfigError};
-use crate::store::{ListFilter, SecretName, StoreError};
+use crate::store::{ListFilter, SecretName, StoreError, MAX_VALUE_BYTES};
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use serde::Serialize;
@@ -443,6 +443,7 @@ fn plan_keyring(
         if let Some(entry) = plan.next.endpoints.get_mut(id) {
             entry.record = changed;
             entry.version = token.clone();
+            entry.copied_from = None;
         }
     }
     Ok(plan)
@@ -461,6 +462,7 @@ async fn sweep_keyring(
 ) -> KeyringOutcome {
     let mut outcome = KeyringOutcome::default();
     let mut first_due: Option<usize> = None;
+    let mut first_depth: Option<u8> = None;
     let mut tokens = Tokens::default();
     for attempt in 0..settings.max_attempts {
         if Instant::now() >= stop_at {
@@ -486,17 +488,24 @@ async fn sweep_keyring(
                             outcome.scheduled = plan.scheduled;
                             outcome.due = plan.due;
                             first_due = Some(plan.due);
+                            first_depth = Some(keyring.depth);
                         }
                         if plan.rotated.is_empty() && plan.pruned.is_empty() {
-                            // Rotated meanwhile by another sweep or by hand.
-                            outcome.skipped += first_due.unwrap_or(0);
+                            // Rotated meanwhile by another sweep or by hand, or moved to a
+                            // sibling by a split (the next run's listing holds it).
+                            if keyring.depth > first_depth.unwrap_or(keyring.depth) {
+                                outcome.deferred += first_due.unwrap_or(0);
+                            } else {
+                                outcome.skipped += first_due.unwrap_or(0);
+                            }
                             return outcome;
                         }
                         if !budget.acquire(2, stop_at).await {
                             outcome.deferred += plan.rotated.len() + plan.pruned.len();
                             return outcome;
                         }
-                        let token = tokens.next(name, &version);
+                        // Every due endpoint grows by its replaced secret at once: the keyring
+                        // may pass its split size, and the next interactive write splits it.
                         vault
                             .commit(
                                 tenant,
@@ -504,8 +513,8 @@ async fn sweep_keyring(
                                 &keyring,
                                 &version,
                                 plan.next.clone(),
-                                &token,
                                 &mut tokens,
+                                MAX_VALUE_BYTES,
                             )
                             .await
                             .map(|written| written.then_some(plan))
@@ -555,7 +564,15 @@ async fn sweep_keyring(
                 }
                 outcome.rotated += plan.rotated.len();
                 outcome.pruned += plan.pruned.len();
-                outcome.skipped += first_due.unwrap_or(0).saturating_sub(plan.rotated.len());
+                // Due at the first read and not rotated here: rotated meanwhile by someone
+                // else, or moved to a sibling by a split, which this run's listing did not
+                // hold and the next run's does.
+                let left = first_due.unwrap_or(0).saturating_sub(plan.rotated.len());
+                if plan.next.depth > first_depth.unwrap_or(plan.next.depth) {
+                    outcome.deferred += left;
+                } else {
+                    outcome.skipped += left;
+                }
                 return outcome;
             }
             // A split, or another write of the keyring won the swap: read it again.

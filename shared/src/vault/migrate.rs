@@ -1,0 +1,274 @@
+//! Moving a deployment from one secret per endpoint to tenant keyrings (`admin migrate`).
+//!
+//! Two passes, each resumable and safe to re-run or interrupt at any point:
+//!
+//! 1. **Copy** (`migrate --to keyrings`): every endpoint's own secret is copied into its
+//!    tenant's keyrings, many endpoints per write (the bulk import), each entry remembering the
+//!    version it copies. An endpoint copied before whose own secret was written since (the
+//!    deployment still runs on the per-endpoint layout) is copied again, as long as nothing
+//!    wrote its keyring entry. The endpoint's own secret is not touched, so the deployment
+//!    keeps serving from it.
+//! 2. **Finish** (`migrate --to keyrings --delete-old`, after the deployment runs with
+//!    `VaultLayout=keyrings`): every endpoint's own secret is deleted once its keyring entry
+//!    is verified.
+//!
+//! **Verified** means: every secret the endpoint's own record holds as valid (the current one
+//! and those in their grace period) signs one test message to exactly the signatures the
+//! keyring's copy signs it to, or the keyring entry was written since the copy (by the
+//! deployment on keyrings), which makes it the endpoint's record from then on. An endpoint
+//! that fails the check is reported and its own secret is never deleted.
+//!
+//! A dry run reads everything, reports what each pass would do, and writes nothing.
+
+use super::endpoints::SecretPerEndpoint;
+use super::keyrings::TenantKeyrings;
+use super::schedule::endpoint_of;
+use super::{decode, VaultError};
+use crate::domain::clock::Clock;
+use crate::domain::endpoint::EndpointRecord;
+use crate::domain::ids::{EndpointId, TenantId, VersionId};
+use crate::domain::signature;
+use crate::store::{ListFilter, SecretName, SecretStore, StoreError};
+use chrono::{DateTime, Utc};
+use futures::future::join_all;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// The tag every endpoint's own secret carries: the listing of what to migrate.
+const TENANT_TAG: &str = "webhook-secrets:tenant";
+/// Endpoints read at once.
+const READS_AT_ONCE: usize = 16;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MigrationOptions {
+    /// Delete every endpoint's own secret once its keyring copy is verified.
+    pub delete_old: bool,
+    pub dry_run: bool,
+}
+
+/// What a migration pass did (or, in a dry run, would do).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct MigrationReport {
+    pub tenants: usize,
+    /// Endpoints found in their own secrets.
+    pub endpoints: usize,
+    /// Copied into keyrings by this pass (first copies and fresh copies of changed ones).
+    pub copied: usize,
+    /// Already in a keyring as an up-to-date copy, or written there since.
+    pub already: usize,
+    /// Whose keyring entry passed the signature check.
+    pub verified: usize,
+    /// Own secrets deleted.
+    pub deleted: usize,
+    /// `tenant/endpoint: why`, for every endpoint that failed the check or could not move.
+    pub problems: Vec<String>,
+    pub dry_run: bool,
+}
+
+/// One endpoint in its own secret.
+struct Source {
+    name: SecretName,
+    version: VersionId,
+    record: EndpointRecord,
+}
+
+/// Moves every endpoint under `prefix` from its own secret into tenant keyrings.
+/// `progress(done, total)` is called as endpoints are handled.
+pub async fn to_keyrings(
+    store: Arc<dyn SecretStore>,
+    prefix: &str,
+    clock: Arc<dyn Clock>,
+    options: MigrationOptions,
+    progress: &(dyn Fn(usize, usize) + Sync),
+) -> Result<MigrationReport, VaultError> {
+    let own = SecretPerEndpoint::new(Arc::clone(&store), prefix, Arc::clone(&clock));
+    let keyrings = TenantKeyrings::new(Arc::clone(&store), prefix, Arc::clone(&clock));
+    let by_tenant = list_own_secrets(&own).await?;
+    let total: usize = by_tenant.values().map(Vec::len).sum();
+    let mut report = MigrationReport {
+        tenants: by_tenant.len(),
+        endpoints: total,
+        dry_run: options.dry_run,
+        ..MigrationReport::default()
+    };
+    let mut done = 0;
+    progress(done, total);
+    for (tenant, ids) in by_tenant {
+        for chunk in ids.chunks(READS_AT_ONCE * 8) {
+            let sources = read_sources(&own, &tenant, chunk, &mut report).await?;
+            migrate_chunk(&keyrings, &own, &tenant, sources, options, &mut report).await?;
+            done += chunk.len();
+            progress(done, total);
+        }
+    }
+    Ok(report)
+}
+
+/// Every endpoint's own secret, by tenant: names `{prefix}/{tenant}/{id}` carrying the tenant
+/// tag (keyrings, `{prefix}/{tenant}/_kr/{n}`, are not endpoints).
+async fn list_own_secrets(
+    own: &SecretPerEndpoint,
+) -> Result<BTreeMap<TenantId, Vec<(EndpointId, SecretName)>>, VaultError> {
+    let prefix = format!("{}/", own.prefix());
+    let filter = ListFilter {
+        prefix: &prefix,
+        tag_key: Some(TENANT_TAG),
+    };
+    let mut found: BTreeMap<TenantId, Vec<(EndpointId, SecretName)>> = BTreeMap::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let page = own.store.list(filter, cursor.as_deref(), 100).await?;
+        for name in page.names() {
+            if let Some((tenant, id)) = endpoint_of(own, name) {
+                found.entry(tenant).or_default().push((id, name.clone()));
+            }
+        }
+        match page.next {
+            Some(next) => cursor = Some(next),
+            None => return Ok(found),
+        }
+    }
+}
+
+async fn read_sources(
+    own: &SecretPerEndpoint,
+    tenant: &TenantId,
+    ids: &[(EndpointId, SecretName)],
+    report: &mut MigrationReport,
+) -> Result<Vec<Source>, VaultError> {
+    let mut sources = Vec::with_capacity(ids.len());
+    for batch in ids.chunks(READS_AT_ONCE) {
+        let reads = batch.iter().map(|(_, name)| own.store.read_current(name));
+        for ((id, name), read) in batch.iter().zip(join_all(reads).await) {
+            let stored = match read {
+                Ok(stored) => stored,
+                // Deleted since the listing: nothing to move.
+                Err(StoreError::NotFound) => continue,
+                Err(other) => return Err(other.into()),
+            };
+            match decode::<EndpointRecord>(&stored) {
+                Ok(record) if record.endpoint.tenant == *tenant && record.endpoint.id == *id => {
+                    sources.push(Source {
+                        name: name.clone(),
+                        version: stored.version_id,
+                        record,
+                    });
+                }
+                _ => report.problems.push(format!(
+                    "{tenant}/{id}: its secret does not hold this endpoint's record; left alone"
+                )),
+            }
+        }
+    }
+    Ok(sources)
+}
+
+async fn migrate_chunk(
+    keyrings: &TenantKeyrings,
+    own: &SecretPerEndpoint,
+    tenant: &TenantId,
+    sources: Vec<Source>,
+    options: MigrationOptions,
+    report: &mut MigrationReport,
+) -> Result<(), VaultError> {
+    let now = keyrings.clock.now();
+    let entries = join_all(
+        sources
+            .iter()
+            .map(|source| keyrings.entry(tenant, &source.record.endpoint.id)),
+    )
+    .await;
+    let mut first_copies = Vec::new();
+    let mut verify = Vec::new();
+    for (source, entry) in sources.into_iter().zip(entries) {
+        let id = source.record.endpoint.id.clone();
+        match entry? {
+            None => first_copies.push(source),
+            Some(entry) => match entry.copied_from {
+                // Written on keyrings since the copy: the keyring holds the endpoint now.
+                None => {
+                    report.already += 1;
+                    verify.push((source, true));
+                }
+                Some(copied) if copied == source.version => {
+                    report.already += 1;
+                    verify.push((source, false));
+                }
+                // The own secret was written after the copy, and the copy never was.
+                Some(copied) => {
+                    if !options.dry_run
+                        && !keyrings
+                            .replace_copy(source.record.clone(), &source.version, &copied)
+                            .await?
+                    {
+                        report.problems.push(format!(
+                            "{tenant}/{id}: written in both places since the copy; left for a re-run"
+                        ));
+                        continue;
+                    }
+                    report.copied += 1;
+                    verify.push((source, false));
+                }
+            },
+        }
+    }
+    if !first_copies.is_empty() {
+        report.copied += first_copies.len();
+        if !options.dry_run {
+            let copies = first_copies
+                .iter()
+                .map(|s| (s.record.clone(), Some(s.version.clone())))
+                .collect();
+            keyrings.import_copies(tenant, copies).await?;
+        }
+        verify.extend(first_copies.into_iter().map(|s| (s, false)));
+    }
+    for (source, written_since) in verify {
+        let id = source.record.endpoint.id.clone();
+        if options.dry_run && !written_since {
+            // Nothing was copied to check against.
+            continue;
+        }
+        let ok = written_since
+            || match keyrings.entry(tenant, &id).await? {
+                Some(entry) if entry.copied_from.is_none() => true,
+                Some(entry) => same_signatures(&source.record, &entry.record, now),
+                None => false,
+            };
+        if !ok {
+            report.problems.push(format!(
+                "{tenant}/{id}: the keyring copy does not sign as the endpoint's own secret does; its own secret is kept"
+            ));
+            continue;
+        }
+        report.verified += 1;
+        if options.delete_old {
+            if !options.dry_run {
+                own.store.delete(&source.name).await?;
+            }
+            report.deleted += 1;
+        }
+    }
+    Ok(())
+}
+
+/// Whether every secret valid at `now` in either record signs one test message to the same
+/// signatures in the other.
+pub fn same_signatures(a: &EndpointRecord, b: &EndpointRecord, now: DateTime<Utc>) -> bool {
+    let payload = br#"{"type":"migration.check"}"#;
+    let signatures = |record: &EndpointRecord| {
+        let mut all: Vec<String> = record
+            .valid_secrets(now)
+            .iter()
+            .map(|secret| {
+                signature::sign(&[secret], "msg_migration_check", now.timestamp(), payload)
+                    .signature
+            })
+            .collect();
+        all.sort();
+        all
+    };
+    let (left, right) = (signatures(a), signatures(b));
+    !left.is_empty() && left == right
+}
