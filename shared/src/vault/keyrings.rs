@@ -931,7 +931,12 @@ impl TenantKeyrings {
                         .await?;
                     stalls += 1;
                 }
-                Owner::Frozen { .. } => unreachable!("a frozen owner is always splitting"),
+                // A lookup reports a frozen owner only inside a splitting keyring.
+                Owner::Frozen { name, .. } => {
+                    return Err(VaultError::Store(StoreError::Invalid(format!(
+                        "{name} holds frozen endpoints without splitting"
+                    ))))
+                }
                 Owner::Missing {
                     name,
                     number,
