@@ -585,7 +585,21 @@ async fn a_deployment_migrates_to_keyrings(backend: Backend) {
     assert_eq!(resumed.verified, 126, "{resumed:?}");
     assert!(resumed.already > 0 && resumed.copied > 0, "{resumed:?}");
 
-    // The deployment still runs on its own secrets: a rotation there is copied again.
+    // The deployment still runs on its own secrets, and lists exactly its endpoints beside
+    // the keyrings now holding their copies.
+    let listed = invoke!(
+        list_endpoints,
+        old,
+        Call::get("/x").bearer(&old.owner).query("limit", "100")
+    );
+    assert_eq!(listed.status, 200, "{}", listed.body);
+    assert_eq!(
+        listed.body["data"].as_array().unwrap().len(),
+        6,
+        "{}",
+        listed.body
+    );
+    // A rotation there is copied again.
     let rotated = invoke!(
         rotate_secret,
         old,

@@ -327,7 +327,12 @@ impl EndpointRepository for SecretPerEndpoint {
             .store
             .list(ListFilter::prefix(&prefix), cursor, limit)
             .await?;
-        let reads = page.names().map(|name| self.store.read_current(name));
+        // The tenant's keyrings (`{tenant}/_kr/{n}`) share the prefix while a migration
+        // copies endpoints into them; only endpoints' own names are read.
+        let reads = page
+            .names()
+            .filter(|name| super::schedule::endpoint_of(self, name).is_some())
+            .map(|name| self.store.read_current(name));
         let mut endpoints = Vec::with_capacity(page.secrets.len());
         for read in join_all(reads).await {
             match read {
