@@ -171,6 +171,17 @@ impl SecretPerEndpoint {
         &self.prefix
     }
 
+    /// The tenant and endpoint an endpoint's secret name belongs to; `None` for any other
+    /// name (a keyring's, a record's).
+    pub fn endpoint_of(&self, name: &SecretName) -> Option<(TenantId, EndpointId)> {
+        let rest = name
+            .as_str()
+            .strip_prefix(self.prefix.as_str())?
+            .strip_prefix('/')?;
+        let (tenant, id) = rest.split_once('/')?;
+        Some((TenantId::parse(tenant).ok()?, EndpointId::parse(id).ok()?))
+    }
+
     /// The stored secret that holds an endpoint.
     pub fn secret_name(
         &self,
@@ -331,7 +342,7 @@ impl EndpointRepository for SecretPerEndpoint {
         // copies endpoints into them; only endpoints' own names are read.
         let reads = page
             .names()
-            .filter(|name| super::schedule::endpoint_of(self, name).is_some())
+            .filter(|name| self.endpoint_of(name).is_some())
             .map(|name| self.store.read_current(name));
         let mut endpoints = Vec::with_capacity(page.secrets.len());
         for read in join_all(reads).await {

@@ -22,7 +22,6 @@
 
 use super::endpoints::SecretPerEndpoint;
 use super::keyrings::TenantKeyrings;
-use super::schedule::endpoint_of;
 use super::{decode, VaultError};
 use crate::domain::clock::Clock;
 use crate::domain::endpoint::EndpointRecord;
@@ -120,7 +119,7 @@ async fn list_own_secrets(
     loop {
         let page = own.store.list(filter, cursor.as_deref(), 100).await?;
         for name in page.names() {
-            if let Some((tenant, id)) = endpoint_of(own, name) {
+            if let Some((tenant, id)) = own.endpoint_of(name) {
                 found.entry(tenant).or_default().push((id, name.clone()));
             }
         }

@@ -12,7 +12,6 @@
 //! Manager runs the four steps within seconds of each other.
 
 use super::keyrings::{Keyring, TenantKeyrings};
-use super::schedule::endpoint_of;
 use super::{decode, encode, EndpointRepository, Endpoints, SecretPerEndpoint, VaultError};
 use crate::audit::{AuditRecord, AuditSink};
 use crate::domain::endpoint::{EndpointRecord, GracePeriod, SecretSource};
@@ -120,7 +119,7 @@ fn rotation_target(
     let not_ours =
         || ProtocolError::NotAnEndpoint(secret_id.to_owned(), endpoints.prefix().to_owned());
     let name = secret_name_of(secret_id).ok_or_else(not_ours)?;
-    let (tenant, id) = endpoint_of(endpoints, &name).ok_or_else(not_ours)?;
+    let (tenant, id) = endpoints.endpoint_of(&name).ok_or_else(not_ours)?;
     // Account-level secrets change only through their own contracts, which end the old
     // secret at once; this protocol would keep it valid for a grace period.
     if id.is_account_secret() {

@@ -97,19 +97,6 @@ pub enum Plan {
     Nothing(NothingToDo),
 }
 
-/// The tenant and endpoint an endpoint's secret name belongs to.
-pub fn endpoint_of(
-    endpoints: &SecretPerEndpoint,
-    name: &SecretName,
-) -> Option<(TenantId, EndpointId)> {
-    let rest = name
-        .as_str()
-        .strip_prefix(endpoints.prefix())?
-        .strip_prefix('/')?;
-    let (tenant, id) = rest.split_once('/')?;
-    Some((TenantId::parse(tenant).ok()?, EndpointId::parse(id).ok()?))
-}
-
 /// Reads what an endpoint needs at `now` from its listing entry alone; `None` for a
 /// secret that is not an endpoint under a policy.
 pub fn assess(
@@ -117,7 +104,7 @@ pub fn assess(
     listed: &ListedSecret,
     now: DateTime<Utc>,
 ) -> Option<Candidate> {
-    let (tenant, id) = endpoint_of(endpoints, &listed.name)?;
+    let (tenant, id) = endpoints.endpoint_of(&listed.name)?;
     let period_days: i64 = listed.tags.get(ROTATION_PERIOD_TAG)?.parse().ok()?;
     let grace_seconds: Option<i64> = listed
         .tags
