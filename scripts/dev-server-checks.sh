@@ -92,6 +92,13 @@ BASE_URL="http://127.0.0.1:$port" API_KEY="$vendor_owner" MEMBER_API_KEY="$vendo
 
 step "OpenAPI conformance (schemathesis against make dev)"
 # A tenant of its own, so generated endpoints stay out of the walkthrough's way.
-API_KEY=$(cargo run -q --locked -p admin -- keys create --tenant openapi --role owner --json | jq -r .api_key) \
-  BASE_URL="http://127.0.0.1:$port" scripts/openapi-check.sh
+if ! API_KEY=$(cargo run -q --locked -p admin -- keys create --tenant openapi --role owner --json | jq -r .api_key) \
+  BASE_URL="http://127.0.0.1:$port" scripts/openapi-check.sh; then
+  # A 5xx without the API's own body comes from the emulator or a panic: its cause is only
+  # in the functions' output.
+  echo "--- make dev log: panics, errors and function restarts (target/make-dev.log)" >&2
+  grep -n 'panicked\|ERROR\|WARN\|spawning function instance\|terminating' target/make-dev.log \
+    | grep -v 'default function route is disabled' | tail -40 >&2
+  exit 1
+fi
 rm -rf "$work"

@@ -638,3 +638,27 @@ on_every_backend!(
     list_paginates_with_a_cursor,
     concurrent_rotations_are_safe,
 );
+
+/// A handler that panics is a bug, yet its caller gets the route's documented 500 with a
+/// request id, not the runtime's bare error (a 502 from API Gateway).
+#[tokio::test]
+async fn a_panicking_handler_answers_the_documented_500() {
+    use webhook_secrets::api::http::{respond, Route};
+    let app = TestApp::new(Backend::Embedded).await;
+    let request = Call::get("/v1/endpoints").bearer(&app.owner).build();
+    let response = respond(
+        &app.app,
+        request,
+        Route::native("list-endpoints"),
+        async |_, _| -> Result<webhook_secrets::api::http::Reply, _> { panic!("a bug") },
+    )
+    .await
+    .expect("routes always answer Ok");
+    let answer = integration_tests::answer(response);
+    assert_error(&answer, 500, "internal");
+    assert!(
+        !answer.body.to_string().contains("a bug"),
+        "{}",
+        answer.body
+    );
+}

@@ -14,12 +14,14 @@ use crate::domain::secret::SecretError;
 use crate::events::{Origin, Trigger};
 use crate::store::StoreError;
 use crate::vault::VaultError;
+use futures::FutureExt;
 use lambda_http::http::{HeaderValue, StatusCode};
 use lambda_http::request::RequestContext;
 use lambda_http::{Body, Request, RequestExt, Response};
 use serde::de::{self, DeserializeOwned, MapAccess, SeqAccess, Visitor};
 use serde::Serialize;
 use serde::{Deserialize, Deserializer};
+use std::panic::AssertUnwindSafe;
 use std::sync::{Mutex, OnceLock};
 use std::time::Instant;
 use tracing::Instrument;
@@ -261,12 +263,26 @@ pub async fn respond(
         route: Some(route.name),
         request_id: call.request_id.clone(),
     };
-    let outcome = origin
-        .scope(handler(&call, &req))
+    // A panic is a bug, but its caller still gets the route's documented 500 with a request
+    // id, and the log line names the panic; otherwise API Gateway would answer a bare 502.
+    let outcome = AssertUnwindSafe(origin.scope(handler(&call, &req)))
+        .catch_unwind()
         .instrument(span.clone())
-        .await;
+        .await
+        .unwrap_or_else(|panic| {
+            let message = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            Err(ApiError::internal().caused_by(&Panicked(message)))
+        });
     Ok(span.in_scope(|| call.finish(app, outcome, route.shape)))
 }
+
+#[derive(Debug, thiserror::Error)]
+#[error("the handler panicked: {0}")]
+struct Panicked(String);
 
 impl Call {
     fn begin(req: &Request, route: &'static str) -> Self {
