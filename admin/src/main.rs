@@ -1,6 +1,6 @@
 //! Operator command on the configured vault (the embedded store by default, Secrets Manager
 //! with `VAULT_BACKEND=secretsmanager`): mint, list and revoke API keys, rotate the token
-//! signing key, and migrate endpoints to tenant keyrings.
+//! signing key, and migrate endpoints between storage layouts.
 
 use clap::{Parser, Subcommand};
 use serde_json::json;
@@ -36,14 +36,15 @@ enum Command {
         #[command(subcommand)]
         command: SigningKeyCommand,
     },
-    /// Move every endpoint from its own secret into tenant keyrings: first copy (the
-    /// deployment keeps serving from the endpoints' own secrets), then, once it runs with
-    /// VaultLayout=keyrings, again with --delete-old. Resumable and safe to re-run.
+    /// Move every endpoint between layouts: first copy (the deployment keeps serving from
+    /// the old layout), then, once it runs with the new VaultLayout, again with --delete-old.
+    /// Resumable and safe to re-run.
     Migrate {
-        /// The layout to move to: keyrings.
+        /// The layout to move to: keyrings, or per-endpoint (back from keyrings).
         #[arg(long, value_parser = parse_layout)]
         to: VaultLayout,
-        /// Delete each endpoint's own secret once its keyring copy is verified.
+        /// Delete what the old layout held once its copy is verified: each endpoint's own
+        /// secret, or (moving back) a tenant's keyrings once all its endpoints are.
         #[arg(long)]
         delete_old: bool,
         /// Read everything and report what would be done; write nothing.
@@ -99,17 +100,11 @@ fn parse_role(raw: &str) -> Result<Role, String> {
 }
 
 fn parse_layout(raw: &str) -> Result<VaultLayout, String> {
-    match VaultLayout::parse(raw) {
-        Some(VaultLayout::Keyrings) => Ok(VaultLayout::Keyrings),
-        Some(VaultLayout::PerEndpoint) => Err(
-            "moving from keyrings back to one secret per endpoint is not available yet; --to keyrings".to_owned(),
-        ),
-        None => Err("--to takes keyrings".to_owned()),
-    }
+    VaultLayout::parse(raw).ok_or_else(|| "--to takes keyrings or per-endpoint".to_owned())
 }
 
 /// A progress bar on a terminal, a line per tenth otherwise (a log keeps every line).
-fn progress_bar() -> impl Fn(usize, usize) + Sync {
+fn progress_bar(unit: &'static str) -> impl Fn(usize, usize) + Sync {
     use std::io::IsTerminal;
     let terminal = std::io::stderr().is_terminal();
     let last = std::sync::Mutex::new(usize::MAX);
@@ -118,12 +113,15 @@ fn progress_bar() -> impl Fn(usize, usize) + Sync {
         let mut last = last.lock().unwrap_or_else(|p| p.into_inner());
         if terminal {
             let filled = (done * 30).checked_div(total).unwrap_or(30);
-            eprint!("\rmigrating [{:<30}] {done}/{total}", "#".repeat(filled));
+            eprint!(
+                "\rmigrating [{:<30}] {done}/{total} {unit}",
+                "#".repeat(filled)
+            );
             if done == total {
                 eprintln!();
             }
         } else if tenth != *last {
-            eprintln!("migrating: {done}/{total} endpoints");
+            eprintln!("migrating: {done}/{total} {unit}");
         }
         *last = tenth;
     }
@@ -182,7 +180,7 @@ async fn run(cli: Cli) -> Result<(), String> {
     let command = match cli.command {
         Command::Keys { command } => command,
         Command::Migrate {
-            to: _,
+            to,
             delete_old,
             dry_run,
             json,
@@ -191,14 +189,17 @@ async fn run(cli: Cli) -> Result<(), String> {
                 delete_old,
                 dry_run,
             };
-            let report = migrate::to_keyrings(
-                app.store.clone(),
-                &config.prefix,
-                app.clock.clone(),
-                options,
-                &progress_bar(),
-            )
-            .await
+            let (store, clock) = (app.store.clone(), app.clock.clone());
+            let report = match to {
+                VaultLayout::Keyrings => {
+                    let progress = progress_bar("endpoints");
+                    migrate::to_keyrings(store, &config.prefix, clock, options, &progress).await
+                }
+                VaultLayout::PerEndpoint => {
+                    let progress = progress_bar("tenants");
+                    migrate::to_per_endpoint(store, &config.prefix, clock, options, &progress).await
+                }
+            }
             .map_err(|e| format!("the migration stopped (re-run it to resume): {e}"))?;
             JsonLinesAudit::stderr().record(&AuditRecord {
                 outcome: if report.problems.is_empty() {
@@ -212,8 +213,12 @@ async fn run(cli: Cli) -> Result<(), String> {
                 println!("{}", json!(report));
             } else {
                 let verb = if dry_run { "would be" } else { "were" };
+                let (there, old) = match to {
+                    VaultLayout::Keyrings => ("in keyrings", "own secrets"),
+                    VaultLayout::PerEndpoint => ("in their own secrets", "keyrings"),
+                };
                 println!(
-                    "{} endpoints of {} tenants: {} {verb} copied, {} already in keyrings, {} verified, {} own secrets {verb} deleted",
+                    "{} endpoints of {} tenants: {} {verb} copied, {} already {there}, {} verified, {} {old} {verb} deleted",
                     report.endpoints, report.tenants, report.copied, report.already, report.verified, report.deleted
                 );
                 for problem in &report.problems {

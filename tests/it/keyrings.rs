@@ -442,6 +442,7 @@ async fn an_import_packs_keyrings_and_a_rerun_writes_nothing(backend: Backend) {
 on_both_stores!(
     keyrings: full_keyrings_split_and_every_endpoint_stays_reachable,
     a_deployment_migrates_to_keyrings,
+    a_deployment_migrates_back_to_one_secret_per_endpoint,
     an_import_packs_keyrings_and_a_rerun_writes_nothing,
     a_busy_tenant_s_day_fits_the_version_budget,
     an_abusive_tenant_gets_429_and_its_neighbours_do_not,
@@ -630,6 +631,16 @@ async fn a_deployment_migrates_to_keyrings(backend: Backend) {
     );
     let switched = TestApp { app: new, ..old };
     assert_eq!(signatures(&switched, &tenants).await, before);
+    // A delete on keyrings also deletes the endpoint's own secret, so the finishing pass
+    // cannot bring it back.
+    let gone = invoke!(
+        delete_endpoint,
+        switched,
+        Call::delete("/x").bearer(&big).id("big-119")
+    );
+    assert_eq!(gone.status, 204, "{}", gone.body);
+    tenants[1].1.pop();
+    let before = before[..before.len() - 1].to_vec();
     let finished = to_keyrings(
         switched.store.clone(),
         &switched.prefix,
@@ -644,10 +655,16 @@ async fn a_deployment_migrates_to_keyrings(backend: Backend) {
     .unwrap();
     assert_eq!(
         (finished.verified, finished.deleted),
-        (126, 126),
+        (125, 125),
         "{finished:?}"
     );
     assert_eq!(signatures(&switched, &tenants).await, before);
+    let deleted = invoke!(
+        get_endpoint,
+        switched,
+        Call::get("/x").bearer(&big).id("big-119")
+    );
+    assert_error(&deleted, 404, "not_found");
     let rerun = to_keyrings(
         switched.store.clone(),
         &switched.prefix,
@@ -661,4 +678,180 @@ async fn a_deployment_migrates_to_keyrings(backend: Backend) {
     .await
     .unwrap();
     assert_eq!(rerun.endpoints, 0, "{rerun:?}");
+}
+
+/// And back: a deployment on keyrings moves to one secret per endpoint. A dry run writes
+/// nothing; the copy pass verifies every endpoint; a rotation on keyrings after its copy is
+/// copied again; a delete on either layout is never undone by a later pass; the deployment on
+/// its own secrets signs as before, and a rotation there is kept by the finishing pass, which
+/// deletes the keyrings.
+async fn a_deployment_migrates_back_to_one_secret_per_endpoint(backend: Backend) {
+    let old = TestApp::new(backend.keyrings()).await;
+    let big = old.mint("big", Role::Owner).await;
+    let mut tenants: Vec<(&str, Vec<String>)> = vec![("acme", Vec::new()), ("big", Vec::new())];
+    for i in 0..4 {
+        let id = format!("small-{i}");
+        old.create(json!({"id": id, "url": "https://example.com/hook", "rotation_policy": {"period_days": 30}}))
+            .await;
+        tenants[0].1.push(id);
+    }
+    for i in 0..150 {
+        let id = format!("big-{i:03}");
+        let created = invoke!(
+            create_endpoint,
+            old,
+            Call::post("/x").bearer(&big).json(json!({
+                "id": id, "url": format!("https://example.com/{}", "p".repeat(300)),
+            }))
+        );
+        assert_eq!(created.status, 201, "{}", created.body);
+        tenants[1].1.push(id);
+    }
+    let keyrings = keyrings_of(&old, "big").await.len() + keyrings_of(&old, "acme").await.len();
+    assert!(keyrings > 2, "the big tenant's keyrings split: {keyrings}");
+    let rotated = invoke!(
+        rotate_secret,
+        old,
+        Call::post("/x")
+            .bearer(&old.owner)
+            .id("small-0")
+            .json(json!({"grace_period_seconds": 3600}))
+    );
+    assert_eq!(rotated.status, 200, "{}", rotated.body);
+    let dry = migrate_back(&old, false, true).await.unwrap();
+    assert_eq!(
+        (dry.endpoints, dry.copied, dry.tenants),
+        (154, 154, 2),
+        "{dry:?}"
+    );
+    assert_eq!(
+        own_secrets(&old, &tenants).await,
+        0,
+        "a dry run writes nothing"
+    );
+
+    let copied = migrate_back(&old, false, false).await.unwrap();
+    assert!(copied.problems.is_empty(), "{copied:?}");
+    assert_eq!((copied.copied, copied.verified), (154, 154), "{copied:?}");
+    assert_eq!(own_secrets(&old, &tenants).await, 154);
+
+    // The deployment still runs on keyrings: a rotation there is copied again, and a delete
+    // there deletes the copy too.
+    let rotated = invoke!(
+        rotate_secret,
+        old,
+        Call::post("/x").bearer(&old.owner).id("small-1")
+    );
+    assert_eq!(rotated.status, 200, "{}", rotated.body);
+    let gone = invoke!(
+        delete_endpoint,
+        old,
+        Call::delete("/x").bearer(&big).id("big-149")
+    );
+    assert_eq!(gone.status, 204, "{}", gone.body);
+    tenants[1].1.pop();
+    assert_eq!(own_secrets(&old, &tenants).await, 153);
+    let again = migrate_back(&old, false, false).await.unwrap();
+    assert_eq!(
+        (again.endpoints, again.copied, again.already, again.verified),
+        (153, 1, 152, 153),
+        "{again:?}"
+    );
+    let before = signatures(&old, &tenants).await;
+
+    // The deployment switches to one secret per endpoint and signs as before.
+    let new = webhook_secrets::App::with_audit(
+        old.store.clone(),
+        &old.prefix,
+        webhook_secrets::vault::VaultLayout::PerEndpoint,
+        old.clock.clone(),
+        chrono::Duration::seconds(60),
+        old.audit.clone(),
+    );
+    let switched = TestApp { app: new, ..old };
+    assert_eq!(signatures(&switched, &tenants).await, before);
+    // Its sweep sees the policies the keyrings held.
+    let policy = invoke!(
+        get_endpoint,
+        switched,
+        Call::get("/x").bearer(&switched.owner).id("small-3")
+    );
+    assert_eq!(
+        policy.body["rotation_policy"]["period_days"], 30,
+        "{}",
+        policy.body
+    );
+    // A rotation and a delete on the new layout: the finishing pass keeps the one and does
+    // not undo the other.
+    let rotated = invoke!(
+        rotate_secret,
+        switched,
+        Call::post("/x").bearer(&switched.owner).id("small-2")
+    );
+    assert_eq!(rotated.status, 200, "{}", rotated.body);
+    let gone = invoke!(
+        delete_endpoint,
+        switched,
+        Call::delete("/x").bearer(&big).id("big-148")
+    );
+    assert_eq!(gone.status, 204, "{}", gone.body);
+    tenants[1].1.pop();
+    let before = {
+        let now = signatures(&switched, &tenants).await;
+        let mut before = before[..before.len() - 1].to_vec();
+        before[2] = now[2].clone();
+        before
+    };
+    let finished = migrate_back(&switched, true, false).await.unwrap();
+    assert!(finished.problems.is_empty(), "{finished:?}");
+    assert_eq!(
+        (finished.endpoints, finished.verified, finished.deleted),
+        (152, 152, keyrings),
+        "{finished:?}"
+    );
+    assert!(keyrings_of(&switched, "big").await.is_empty());
+    assert!(keyrings_of(&switched, "acme").await.is_empty());
+    assert_eq!(signatures(&switched, &tenants).await, before);
+    for deleted in ["big-148", "big-149"] {
+        let answer = invoke!(
+            get_endpoint,
+            switched,
+            Call::get("/x").bearer(&big).id(deleted)
+        );
+        assert_error(&answer, 404, "not_found");
+    }
+    let rerun = migrate_back(&switched, true, false).await.unwrap();
+    assert_eq!((rerun.tenants, rerun.endpoints), (0, 0), "{rerun:?}");
+}
+
+async fn migrate_back(
+    app: &TestApp,
+    delete_old: bool,
+    dry_run: bool,
+) -> Result<webhook_secrets::vault::migrate::MigrationReport, webhook_secrets::vault::VaultError> {
+    use webhook_secrets::vault::migrate::{to_per_endpoint, MigrationOptions};
+    let options = MigrationOptions {
+        delete_old,
+        dry_run,
+    };
+    to_per_endpoint(
+        app.store.clone(),
+        &app.prefix,
+        app.clock.clone(),
+        options,
+        &|_, _| {},
+    )
+    .await
+}
+
+/// How many of `tenants`' endpoints have their own secret.
+async fn own_secrets(app: &TestApp, tenants: &[(&str, Vec<String>)]) -> usize {
+    let mut found = 0;
+    for (tenant, ids) in tenants {
+        for id in ids {
+            let name = SecretName::parse(&format!("{}/{tenant}/{id}", app.prefix)).unwrap();
+            found += usize::from(app.store.read_current(&name).await.is_ok());
+        }
+    }
+    found
 }

@@ -141,6 +141,42 @@ impl VersionId {
         Self(uuid::Uuid::new_v7(timestamp).hyphenated().to_string())
     }
 
+    /// A [`VersionId::stamped`] id marked as a migration's copy into the secret `scope`: 62
+    /// of its random bits are a digest of `scope`, so a later pass tells its own copy (which
+    /// it may replace) from a version written since (which it must keep) with a 2^-62 chance
+    /// of mistaking one for the other. Its other 12 random bits keep successive copies apart.
+    pub fn stamped_copy(issued_at: DateTime<Utc>, scope: &str) -> Self {
+        let millis = u64::try_from(issued_at.timestamp_millis()).unwrap_or(0);
+        let mut bytes = [0u8; 10];
+        bytes[..2].copy_from_slice(&uuid::Uuid::new_v4().as_bytes()[..2]);
+        bytes[2..].copy_from_slice(&Self::copy_mark(scope));
+        Self(
+            uuid::Builder::from_unix_timestamp_millis(millis, &bytes)
+                .into_uuid()
+                .hyphenated()
+                .to_string(),
+        )
+    }
+
+    /// Whether this id is a [`VersionId::stamped_copy`] into `scope`.
+    pub fn is_copy_into(&self, scope: &str) -> bool {
+        let Ok(uuid) = uuid::Uuid::try_parse(&self.0) else {
+            return false;
+        };
+        let (bytes, mark) = (uuid.as_bytes(), Self::copy_mark(scope));
+        uuid.get_version() == Some(uuid::Version::SortRand)
+            && bytes[8] & 0x3f == mark[0] & 0x3f
+            && bytes[9..] == mark[1..]
+    }
+
+    fn copy_mark(scope: &str) -> [u8; 8] {
+        use sha2::{Digest, Sha256};
+        let digest = Sha256::digest(format!("webhook-secrets migration copy v1\n{scope}"));
+        let mut mark = [0u8; 8];
+        mark.copy_from_slice(&digest[..8]);
+        mark
+    }
+
     /// The id every writer derives for the version that follows `previous` of the secret
     /// `scope`, its `n`th candidate: a UUID v8 of a SHA-256 of the three. Writers that race
     /// from the same version race for the same token, and the store refuses all but the first
@@ -259,6 +295,20 @@ mod tests {
         assert_eq!(VersionId::parse(version.as_str()).unwrap(), version);
         assert!(KeyId::parse("ak_123").is_err());
         assert!(VersionId::parse("short").is_err());
+    }
+
+    #[test]
+    fn copies_are_stamped_and_marked_for_their_secret_only() {
+        let at = DateTime::parse_from_rfc3339("2026-03-01T12:34:56.789Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let copy = VersionId::stamped_copy(at, "p/acme/orders");
+        assert_eq!(copy.stamp(), Some(at));
+        assert!(copy.is_copy_into("p/acme/orders"));
+        assert!(!copy.is_copy_into("p/acme/invoices"));
+        assert_ne!(copy, VersionId::stamped_copy(at, "p/acme/orders"));
+        assert!(!VersionId::stamped(at).is_copy_into("p/acme/orders"));
+        assert!(!VersionId::generate().is_copy_into("p/acme/orders"));
     }
 
     #[test]

@@ -188,10 +188,16 @@ impl SecretPerEndpoint {
         tenant: &TenantId,
         id: &EndpointId,
     ) -> Result<SecretName, VaultError> {
-        Ok(SecretName::parse(&format!(
-            "{}/{}/{}",
-            self.prefix, tenant, id
-        ))?)
+        Self::name_in(&self.prefix, tenant, id)
+    }
+
+    /// The name of an endpoint's own secret under `prefix`.
+    pub fn name_in(
+        prefix: &str,
+        tenant: &TenantId,
+        id: &EndpointId,
+    ) -> Result<SecretName, VaultError> {
+        Ok(SecretName::parse(&format!("{prefix}/{tenant}/{id}"))?)
     }
 
     /// The answer to a retry of `idempotency`, read from the endpoint's current record: the
@@ -207,7 +213,7 @@ impl SecretPerEndpoint {
         replay_from(self, tenant, id, &current, idempotency, self.clock.now()).await
     }
 
-    async fn sync_policy_tags(
+    pub(super) async fn sync_policy_tags(
         &self,
         name: &SecretName,
         policy: Option<RotationPolicy>,

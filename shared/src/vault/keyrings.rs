@@ -758,6 +758,50 @@ impl TenantKeyrings {
         Ok(())
     }
 
+    /// The endpoints `keyring` answers for: those it owns and, while it is mid-split, the
+    /// frozen ones until their new sibling exists.
+    async fn counted<'k>(
+        &self,
+        tenant: &TenantId,
+        keyring: &'k Keyring,
+    ) -> Result<impl Iterator<Item = (&'k EndpointId, &'k Entry)>, VaultError> {
+        let frozen_count = keyring.splitting && {
+            let sibling = self.keyring_name(tenant, keyring.newest_sibling())?;
+            matches!(
+                self.store.read_current(&sibling).await,
+                Err(StoreError::NotFound)
+            )
+        };
+        Ok(keyring
+            .endpoints
+            .iter()
+            .filter(move |(id, _)| frozen_count || keyring.owns(endpoint_hash(id))))
+    }
+
+    /// Every endpoint of `tenant` once, with its entry, and the names of the tenant's
+    /// keyrings: what a migration back to one secret per endpoint reads.
+    pub async fn tenant_entries(
+        &self,
+        tenant: &TenantId,
+    ) -> Result<(Vec<SecretName>, Vec<Entry>), VaultError> {
+        let mut names = Vec::new();
+        let mut entries = Vec::new();
+        for (_, name) in self.tenant_keyrings(tenant).await? {
+            let keyring = match self.read_keyring(&name).await {
+                Ok((keyring, _)) => keyring,
+                Err(VaultError::Store(StoreError::NotFound)) => continue,
+                Err(other) => return Err(other),
+            };
+            entries.extend(
+                self.counted(tenant, &keyring)
+                    .await?
+                    .map(|(_, entry)| entry.clone()),
+            );
+            names.push(name);
+        }
+        Ok((names, entries))
+    }
+
     /// Every keyring of `tenant`, by number.
     async fn tenant_keyrings(
         &self,
@@ -809,6 +853,18 @@ impl TenantKeyrings {
             }
             Owner::Missing { .. } => None,
         })
+    }
+
+    /// Removes endpoint `id` from its keyring, if one holds it (one read when the tenant has
+    /// no keyrings).
+    pub async fn remove_entry(&self, tenant: &TenantId, id: &EndpointId) -> Result<(), VaultError> {
+        self.write_entry(tenant, id, |current, _, _| {
+            Ok(match current {
+                Some(_) => Change::Write(None, ()),
+                None => Change::Done(()),
+            })
+        })
+        .await
     }
 
     /// Replaces an entry that is still the copy of version `stale` (nothing wrote it since)
@@ -1276,19 +1332,7 @@ impl EndpointRepository for TenantKeyrings {
                 Err(VaultError::Store(StoreError::NotFound)) => continue,
                 Err(other) => return Err(other),
             };
-            let newest_sibling_created = keyring.splitting && {
-                let sibling = self.keyring_name(tenant, keyring.newest_sibling())?;
-                !matches!(
-                    self.store.read_current(&sibling).await,
-                    Err(StoreError::NotFound)
-                )
-            };
-            for (id, entry) in &keyring.endpoints {
-                let owned = keyring.owns(endpoint_hash(id));
-                // A splitting keyring's frozen endpoints count until the sibling exists.
-                if !owned && (!keyring.splitting || newest_sibling_created) {
-                    continue;
-                }
+            for (id, entry) in self.counted(tenant, &keyring).await? {
                 if after
                     .as_ref()
                     .is_some_and(|(last, last_id)| number == *last && id <= last_id)

@@ -1,4 +1,5 @@
-//! Moving a deployment from one secret per endpoint to tenant keyrings (`admin migrate`).
+//! Moving a deployment from one secret per endpoint to tenant keyrings (`admin migrate`), and
+//! back ([`to_per_endpoint`]).
 //!
 //! Two passes, each resumable and safe to re-run or interrupt at any point:
 //!
@@ -21,10 +22,10 @@
 //! A dry run reads everything, reports what each pass would do, and writes nothing.
 
 use super::endpoints::SecretPerEndpoint;
-use super::keyrings::TenantKeyrings;
-use super::{decode, VaultError};
+use super::keyrings::{Entry, TenantKeyrings, KEYRING_TAG};
+use super::{decode, encode, VaultError};
 use crate::domain::clock::Clock;
-use crate::domain::endpoint::EndpointRecord;
+use crate::domain::endpoint::{EndpointRecord, RotationPolicy};
 use crate::domain::ids::{EndpointId, TenantId, VersionId};
 use crate::domain::signature;
 use crate::store::{ListFilter, SecretName, SecretStore, StoreError};
@@ -50,15 +51,15 @@ pub struct MigrationOptions {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct MigrationReport {
     pub tenants: usize,
-    /// Endpoints found in their own secrets.
+    /// Endpoints found in the layout moved from.
     pub endpoints: usize,
-    /// Copied into keyrings by this pass (first copies and fresh copies of changed ones).
+    /// Copied by this pass (first copies and fresh copies of changed ones).
     pub copied: usize,
-    /// Already in a keyring as an up-to-date copy, or written there since.
+    /// Already an up-to-date copy, or written in the new layout since.
     pub already: usize,
-    /// Whose keyring entry passed the signature check.
+    /// Whose copy passed the signature check.
     pub verified: usize,
-    /// Own secrets deleted.
+    /// What the old layout held, deleted: own secrets, or (moving back) keyrings.
     pub deleted: usize,
     /// `tenant/endpoint: why`, for every endpoint that failed the check or could not move.
     pub problems: Vec<String>,
@@ -229,6 +230,14 @@ async fn migrate_chunk(
             // Nothing was copied to check against.
             continue;
         }
+        if !written_since && !options.dry_run {
+            // Deleted while it was copied: undo the copy (the delete removes the endpoint's
+            // own secret before its keyring entry, so one of the two sees the other gone).
+            if let Err(StoreError::NotFound) = own.store.read_current(&source.name).await {
+                keyrings.remove_entry(tenant, &id).await?;
+                continue;
+            }
+        }
         let ok = written_since
             || match keyrings.entry(tenant, &id).await? {
                 Some(entry) if entry.copied_from.is_none() => true,
@@ -250,6 +259,209 @@ async fn migrate_chunk(
         }
     }
     Ok(())
+}
+
+/// Moves every endpoint under `prefix` from tenant keyrings back into its own secret.
+/// `progress(done, total)` counts tenants.
+///
+/// Two passes, as the way in: **copy** while the deployment runs on keyrings, then, once it
+/// runs with `VaultLayout=per-endpoint`, again with `delete_old`, which deletes a tenant's
+/// keyrings once every one of its endpoints is verified in its own secret.
+///
+/// A copy's version id is marked as a copy into that secret ([`VersionId::stamped_copy`]): an
+/// own secret whose current version is such a copy, but which no longer holds its keyring
+/// entry, is a copy the keyring moved on from, and is copied again; any other version was
+/// written by the deployment on the per-endpoint layout, and stays as it is.
+pub async fn to_per_endpoint(
+    store: Arc<dyn SecretStore>,
+    prefix: &str,
+    clock: Arc<dyn Clock>,
+    options: MigrationOptions,
+    progress: &(dyn Fn(usize, usize) + Sync),
+) -> Result<MigrationReport, VaultError> {
+    let own = SecretPerEndpoint::new(Arc::clone(&store), prefix, Arc::clone(&clock));
+    let keyrings = TenantKeyrings::new(Arc::clone(&store), prefix, Arc::clone(&clock));
+    let tenants = keyring_tenants(&keyrings).await?;
+    let mut report = MigrationReport {
+        tenants: tenants.len(),
+        dry_run: options.dry_run,
+        ..MigrationReport::default()
+    };
+    progress(0, tenants.len());
+    for (done, tenant) in tenants.iter().enumerate() {
+        let (names, entries) = keyrings.tenant_entries(tenant).await?;
+        report.endpoints += entries.len();
+        let problems_before = report.problems.len();
+        for batch in entries.chunks(READS_AT_ONCE) {
+            let outcomes = join_all(
+                batch
+                    .iter()
+                    .map(|entry| copy_back(&own, &keyrings, entry, options)),
+            )
+            .await;
+            for (entry, outcome) in batch.iter().zip(outcomes) {
+                let id = &entry.record.endpoint.id;
+                match outcome? {
+                    CopyBack::Copied => {
+                        report.copied += 1;
+                        report.verified += usize::from(!options.dry_run);
+                    }
+                    CopyBack::Already => {
+                        report.already += 1;
+                        report.verified += 1;
+                    }
+                    CopyBack::Deleted => {}
+                    CopyBack::Problem(why) => report.problems.push(format!("{tenant}/{id}: {why}")),
+                }
+            }
+        }
+        if options.delete_old && report.problems.len() == problems_before {
+            for name in &names {
+                if !options.dry_run {
+                    match store.delete(name).await {
+                        Ok(()) | Err(StoreError::NotFound) => {}
+                        Err(other) => return Err(other.into()),
+                    }
+                }
+                report.deleted += 1;
+            }
+        }
+        progress(done + 1, tenants.len());
+    }
+    Ok(report)
+}
+
+/// Every tenant that has a keyring.
+async fn keyring_tenants(keyrings: &TenantKeyrings) -> Result<Vec<TenantId>, VaultError> {
+    let prefix = format!("{}/", keyrings.prefix());
+    let filter = ListFilter {
+        prefix: &prefix,
+        tag_key: Some(KEYRING_TAG),
+    };
+    let mut tenants = std::collections::BTreeSet::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let page = keyrings.store.list(filter, cursor.as_deref(), 100).await?;
+        tenants.extend(
+            page.names()
+                .filter_map(|name| Some(keyrings.keyring_of(name)?.0)),
+        );
+        match page.next {
+            Some(next) => cursor = Some(next),
+            None => return Ok(tenants.into_iter().collect()),
+        }
+    }
+}
+
+enum CopyBack {
+    /// Written into the endpoint's own secret (or, in a dry run, would be).
+    Copied,
+    /// The own secret already holds it, or was written since by the per-endpoint layout.
+    Already,
+    /// The endpoint was deleted while it was copied; the copy is undone.
+    Deleted,
+    Problem(&'static str),
+}
+
+/// Copies one keyring entry into its endpoint's own secret, then checks the copy signs as the
+/// entry does.
+async fn copy_back(
+    own: &SecretPerEndpoint,
+    keyrings: &TenantKeyrings,
+    entry: &Entry,
+    options: MigrationOptions,
+) -> Result<CopyBack, VaultError> {
+    let (tenant, id) = (&entry.record.endpoint.tenant, &entry.record.endpoint.id);
+    let name = own.secret_name(tenant, id)?;
+    let now = own.clock.now();
+    let current = match own.store.read_current(&name).await {
+        Ok(stored) => match decode::<EndpointRecord>(&stored) {
+            Ok(record) if record.endpoint.tenant == *tenant && record.endpoint.id == *id => {
+                Some((record, stored.version_id))
+            }
+            _ => {
+                return Ok(CopyBack::Problem(
+                    "its own secret's name holds something else; left alone",
+                ))
+            }
+        },
+        Err(StoreError::NotFound) => None,
+        Err(other) => return Err(other.into()),
+    };
+    // The version the copy is written as keeps the secret's issue time, which the
+    // per-endpoint sweep reads; the latest keyed write moves to it, so a retry of that write
+    // still replays.
+    let version = VersionId::stamped_copy(entry.record.secret.created_at, name.as_str());
+    let mut copy = entry.record.clone();
+    for write in &mut copy.keyed_writes {
+        if write.version == entry.version {
+            write.version = version.clone();
+        }
+    }
+    match current {
+        Some((record, _))
+            if record.endpoint == entry.record.endpoint
+                && same_signatures(&record, &entry.record, now) =>
+        {
+            return Ok(CopyBack::Already);
+        }
+        // Written since by the deployment on one secret per endpoint: that is the endpoint.
+        Some((_, read)) if !read.is_copy_into(name.as_str()) => return Ok(CopyBack::Already),
+        _ if options.dry_run => return Ok(CopyBack::Copied),
+        None => {
+            let mut tags = vec![
+                ("webhook-secrets:tenant".to_owned(), tenant.to_string()),
+                ("webhook-secrets:endpoint".to_owned(), id.to_string()),
+            ];
+            tags.extend(RotationPolicy::tags(copy.endpoint.rotation_policy).0);
+            match own
+                .store
+                .create(&name, &version, &encode(&copy)?, &tags)
+                .await
+            {
+                Ok(()) => {}
+                Err(StoreError::AlreadyExists) => {
+                    return Ok(CopyBack::Problem(
+                        "created in its own secret meanwhile; left for a re-run",
+                    ))
+                }
+                Err(other) => return Err(other.into()),
+            }
+        }
+        Some((_, read)) => {
+            match own
+                .store
+                .replace_current(&name, &read, &version, &encode(&copy)?)
+                .await
+            {
+                Ok(()) => {}
+                Err(StoreError::Conflict | StoreError::VersionExists) => {
+                    return Ok(CopyBack::Problem(
+                        "written in both places since the copy; left for a re-run",
+                    ))
+                }
+                Err(other) => return Err(other.into()),
+            }
+            own.sync_policy_tags(&name, copy.endpoint.rotation_policy)
+                .await?;
+        }
+    }
+    // Deleted while it was copied: undo the copy (the delete removes the keyring entry
+    // before the endpoint's own secret, and that secret again after it).
+    if keyrings.entry(tenant, id).await?.is_none() {
+        match own.store.delete(&name).await {
+            Ok(()) | Err(StoreError::NotFound) => return Ok(CopyBack::Deleted),
+            Err(other) => return Err(other.into()),
+        }
+    }
+    let written: EndpointRecord = decode(&own.store.read_current(&name).await?)?;
+    Ok(if same_signatures(&written, &entry.record, now) {
+        CopyBack::Copied
+    } else {
+        CopyBack::Problem(
+            "its own secret does not sign as the keyring entry does; its keyrings are kept",
+        )
+    })
 }
 
 /// Whether every secret valid at `now` in either record signs one test message to the same

@@ -192,6 +192,20 @@ impl Endpoints {
         }
     }
 
+    fn store(&self) -> &Arc<dyn SecretStore> {
+        match self {
+            Self::PerEndpoint(layout) => &layout.store,
+            Self::Keyrings(layout) => &layout.store,
+        }
+    }
+
+    fn prefix(&self) -> &str {
+        match self {
+            Self::PerEndpoint(layout) => layout.prefix(),
+            Self::Keyrings(layout) => layout.prefix(),
+        }
+    }
+
     fn repository(&self) -> &dyn EndpointRepository {
         match self {
             Self::PerEndpoint(layout) => layout,
@@ -243,12 +257,38 @@ impl EndpointRepository for Endpoints {
             .await
     }
 
+    /// Deletes the endpoint from both layouts: a migration between them copies endpoints
+    /// from one to the other, and a copy left behind would bring a deleted endpoint (and its
+    /// secret) back. A migration checks its source again after each copy and undoes the copy
+    /// of an endpoint deleted meanwhile; the endpoint's own secret is deleted both before and
+    /// after its keyring entry, so a copy racing this delete in either direction is undone.
     async fn delete_endpoint(
         &self,
         writer: &Writer,
         id: &EndpointId,
     ) -> Result<EndpointRecord, VaultError> {
-        self.repository().delete_endpoint(writer, id).await
+        let (tenant, store) = (writer.tenant(), self.store());
+        let own_name = SecretPerEndpoint::name_in(self.prefix(), tenant, id)?;
+        let delete_own = async || match store.delete(&own_name).await {
+            Ok(()) | Err(StoreError::NotFound) => Ok::<(), VaultError>(()),
+            Err(other) => Err(other.into()),
+        };
+        let deleted = match self {
+            Self::PerEndpoint(own) => {
+                let deleted = own.delete_endpoint(writer, id).await?;
+                // The keyrings layout on the same store, to reach a copy a migration made.
+                TenantKeyrings::new(Arc::clone(store), own.prefix(), Arc::clone(&own.clock))
+                    .remove_entry(tenant, id)
+                    .await?;
+                deleted
+            }
+            Self::Keyrings(keyrings) => {
+                delete_own().await?;
+                keyrings.delete_endpoint(writer, id).await?
+            }
+        };
+        delete_own().await?;
+        Ok(deleted)
     }
 
     async fn rotate_secret(
