@@ -201,6 +201,11 @@ async fn run(cli: Cli) -> Result<(), String> {
                 }
             }
             .map_err(|e| format!("the migration stopped (re-run it to resume): {e}"))?;
+            // API keys live in key rings on both layouts; any kept one per secret from before
+            // move with the first migration.
+            let keys_moved = keys.move_into_rings(dry_run).await.map_err(|e| {
+                format!("moving API keys into key rings stopped (re-run it to resume): {e}")
+            })?;
             JsonLinesAudit::stderr().record(&AuditRecord {
                 outcome: if report.problems.is_empty() {
                     "success".to_owned()
@@ -210,7 +215,9 @@ async fn run(cli: Cli) -> Result<(), String> {
                 ..AuditRecord::new(chrono::Utc::now(), admin_request_id(), "vault.migrate")
             });
             if json {
-                println!("{}", json!(report));
+                let mut out = json!(report);
+                out["api_keys_moved_into_rings"] = json!(keys_moved);
+                println!("{out}");
             } else {
                 let verb = if dry_run { "would be" } else { "were" };
                 let (there, old) = match to {
@@ -221,6 +228,7 @@ async fn run(cli: Cli) -> Result<(), String> {
                     "{} endpoints of {} tenants: {} {verb} copied, {} already {there}, {} verified, {} {old} {verb} deleted",
                     report.endpoints, report.tenants, report.copied, report.already, report.verified, report.deleted
                 );
+                println!("{keys_moved} API keys kept one per secret {verb} moved into key rings");
                 for problem in &report.problems {
                     println!("  {problem}");
                 }

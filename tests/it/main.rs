@@ -13,6 +13,7 @@ mod cross_process;
 mod edge_input;
 mod events;
 mod interop;
+mod key_rings;
 mod keyrings;
 mod layout;
 mod module_cycles;

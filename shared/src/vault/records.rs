@@ -1,5 +1,5 @@
-//! The product's own records, kept beside endpoints in the same store: one JSON document per
-//! stored secret, named `{prefix}/_{path}`. Tenants never start with `_`, so these names can
+//! The product's own records, kept beside endpoints in the same store: JSON documents in
+//! stored secrets named `{prefix}/_{path}` (an API-key ring holds many keys' records). Tenants never start with `_`, so these names can
 //! never be an endpoint's. The layers that own each kind of record (API keys in `auth`, the
 //! token signing keys in `auth::tokens`) use them through this type.
 
