@@ -25,6 +25,9 @@ start_group target/sm-strict-proxy.log target/debug/sm-strict-proxy \
   "http://127.0.0.1:$moto_port" --port "$proxy_port"
 wait_for_http "http://127.0.0.1:$proxy_port/moto-api/" 30
 export AWS_ENDPOINT_URL="http://127.0.0.1:$proxy_port"
+# Tests that simulate a day put a strict proxy of their own, whose clock they move, in front
+# of moto itself.
+export MOTO_ENDPOINT_URL="http://127.0.0.1:$moto_port"
 export AWS_REGION=us-east-1 AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing
 unset AWS_PROFILE AWS_SESSION_TOKEN
 
