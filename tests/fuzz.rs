@@ -31,6 +31,7 @@ use webhook_secrets::domain::ids::{EndpointId, KeyId, TenantId, VersionId};
 use webhook_secrets::domain::secret::{SecretFormat, SecretSpec, WebhookSecret};
 use webhook_secrets::domain::signature::{self, VerifyFailure};
 use webhook_secrets::store::{decode_cursor, encode_cursor, ListFilter};
+use webhook_secrets::vault::VaultLayout;
 use webhook_secrets::App;
 
 /// Panics seen by the hook, whether or not a property caught them.
@@ -43,6 +44,8 @@ struct Suite {
     seed: u64,
     scale: u32,
     rows: Vec<(String, u64, f64, Option<String>)>,
+    /// Put before each property's name (the layout the routes run on).
+    label: &'static str,
 }
 
 impl Suite {
@@ -80,11 +83,12 @@ impl Suite {
         };
         let seconds = started.elapsed().as_secs_f64();
         let count = ran.load(Ordering::Relaxed);
+        let name = format!("{}{name}", self.label);
         match &failure {
             None => println!("fuzz {name:<44} {count:>7} cases  ok  ({seconds:.2} s)"),
             Some(why) => println!("fuzz {name:<44} {count:>7} cases  FAILED: {why}"),
         }
-        self.rows.push((name.to_owned(), count, seconds, failure));
+        self.rows.push((name, count, seconds, failure));
     }
 }
 
@@ -110,6 +114,7 @@ fn main() {
         seed,
         scale,
         rows: Vec::new(),
+        label: "",
     };
     let started = Instant::now();
     parsers(&mut suite);
@@ -117,8 +122,16 @@ fn main() {
         .enable_all()
         .build()
         .expect("a runtime");
-    let app = runtime.block_on(fixture());
-    routes(&mut suite, &runtime, &app);
+    // The routes on each storage layout: the keyrings' placement, splits and idempotency
+    // records are parsed and written by code of their own.
+    for layout in [VaultLayout::PerEndpoint, VaultLayout::Keyrings] {
+        let app = runtime.block_on(fixture(layout));
+        suite.label = match layout {
+            VaultLayout::PerEndpoint => "",
+            VaultLayout::Keyrings => "keyrings: ",
+        };
+        routes(&mut suite, &runtime, &app);
+    }
 
     let cases: u64 = suite.rows.iter().map(|r| r.1).sum();
     let failed = suite.rows.iter().filter(|r| r.3.is_some()).count();
@@ -890,14 +903,14 @@ struct Fixture {
     audited: Arc<CountedAudit>,
 }
 
-async fn fixture() -> Fixture {
+async fn fixture(layout: VaultLayout) -> Fixture {
     let clock = Arc::new(ManualClock::new(start_of_test_time()));
     let (store, prefix) = integration_tests::store(Backend::Embedded, clock.clone()).await;
     let audited = Arc::new(CountedAudit::default());
     let app = App::with_audit(
         store,
         &prefix,
-        Backend::Embedded.layout,
+        layout,
         clock,
         chrono::Duration::seconds(60),
         audited.clone(),
