@@ -35,6 +35,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use webhook_secrets::audit::MemoryAudit;
+use webhook_secrets::domain::access::Writer;
 use webhook_secrets::domain::clock::Clock;
 use webhook_secrets::domain::clock::ManualClock;
 use webhook_secrets::domain::endpoint::{
@@ -50,6 +51,8 @@ use webhook_secrets::vault::sweep::{sweep, SweepSettings, SweepSummary};
 use webhook_secrets::vault::{EndpointRepository, Endpoints, Rotation, VaultError, VaultLayout};
 
 const PERIOD_DAYS: i64 = 30;
+/// Endpoints the interactive load rotates, in turn.
+const INTERACTIVE_ENDPOINTS: usize = 200;
 /// Secrets Manager's list prices (us-east-1): per secret-month, and per API call.
 const SECRET_MONTH_USD: f64 = 0.40;
 const CALL_USD: f64 = 0.05 / 10_000.0;
@@ -289,14 +292,32 @@ async fn run(layout: VaultLayout, endpoints: usize) -> (Vec<(&'static str, Strin
             tenants
         }
     };
-    let interactive_ids: Vec<EndpointId> = (0..20)
-        .map(|i| EndpointId::parse(&format!("interactive-{i:02}")).unwrap())
+    // The interactive load's endpoints: INTERACTIVE_ENDPOINTS of them, so that at 15 a
+    // second each is rotated about every 13 s, well within a secret's (or a keyring's) daily
+    // versions over a run. On keyrings they sit in the big tenants' keyrings, beside the
+    // endpoints the sweep rotates, two or three per tenant.
+    let owners: Vec<Writer> = match layout {
+        VaultLayout::PerEndpoint => vec![tenant.clone()],
+        VaultLayout::Keyrings => tenants
+            .iter()
+            .filter(|(_, count)| *count > 5)
+            .map(|(t, _)| integration_tests::owner_of(t.as_str()))
+            .collect(),
+    };
+    let interactive_ids: Vec<(Writer, EndpointId)> = (0..INTERACTIVE_ENDPOINTS)
+        .map(|i| {
+            let owner = owners[i % owners.len()].clone();
+            (
+                owner,
+                EndpointId::parse(&format!("interactive-{i:03}")).unwrap(),
+            )
+        })
         .collect();
     if interactive_rate > 0 {
-        for id in &interactive_ids {
+        for (owner, id) in &interactive_ids {
             let new = new_endpoint(id.as_str(), None);
             direct
-                .create_endpoint(&tenant, new, None)
+                .create_endpoint(owner, new, None)
                 .await
                 .expect("create");
         }
@@ -310,30 +331,29 @@ async fn run(layout: VaultLayout, endpoints: usize) -> (Vec<(&'static str, Strin
     let through_quota = vault_at(&proxy.url(), &prefix, clock.clone(), layout).await;
     let through_quota = Arc::new(through_quota);
     let done = Arc::new(AtomicBool::new(false));
-    let interactive = Arc::new([(); 4].map(|()| AtomicUsize::new(0)));
+    let interactive = Arc::new([(); 5].map(|()| AtomicUsize::new(0)));
     let load = (interactive_rate > 0).then(|| {
-        let (vault, done, counts, tenant) = (
-            through_quota.clone(),
-            done.clone(),
-            interactive.clone(),
-            tenant.clone(),
-        );
+        let (vault, done, counts) = (through_quota.clone(), done.clone(), interactive.clone());
         tokio::spawn(async move {
             let mut tick =
                 tokio::time::interval(Duration::from_secs_f64(1.0 / interactive_rate as f64));
             let mut n = 0usize;
             while !done.load(Ordering::Relaxed) {
                 tick.tick().await;
-                let id = interactive_ids[n % interactive_ids.len()].clone();
+                let (tenant, id) = interactive_ids[n % interactive_ids.len()].clone();
                 n += 1;
-                let (vault, counts, tenant) = (vault.clone(), counts.clone(), tenant.clone());
+                let (vault, counts) = (vault.clone(), counts.clone());
                 tokio::spawn(async move {
                     let rotation = Rotation::immediate(SecretSource::LikeCurrent);
                     let slot = match vault.rotate_secret(&tenant, &id, rotation).await {
                         Ok(_) => 0,
                         Err(VaultError::Store(StoreError::Throttled)) => 1,
                         Err(VaultError::Store(StoreError::Conflict)) => 2,
-                        Err(_) => 3,
+                        Err(
+                            VaultError::WriteBudget { .. }
+                            | VaultError::Store(StoreError::VersionQuota),
+                        ) => 3,
+                        Err(_) => 4,
                     };
                     counts[slot].fetch_add(1, Ordering::Relaxed);
                 });
@@ -496,12 +516,12 @@ async fn run(layout: VaultLayout, endpoints: usize) -> (Vec<(&'static str, Strin
         ),
     ]);
     if interactive_rate > 0 {
-        let [ok, throttled, conflict, other] =
-            [0, 1, 2, 3].map(|i| interactive[i].load(Ordering::Relaxed));
+        let [ok, throttled, conflict, budget, other] =
+            [0, 1, 2, 3, 4].map(|i| interactive[i].load(Ordering::Relaxed));
         rows.push((
             "interactive rotations",
             format!(
-                "{interactive_rate}/s asked: {ok} done, {throttled} throttled (429), {conflict} lost a race (409), {other} other errors"
+                "{interactive_rate}/s asked over {INTERACTIVE_ENDPOINTS} endpoints: {ok} done, {throttled} throttled (429), {conflict} lost a race (409), {budget} over a version budget (429), {other} other errors"
             ),
         ));
     }
