@@ -512,24 +512,13 @@ impl TenantKeyrings {
                             copied_from: None,
                         },
                     );
-                    keyring.record_write(now.timestamp());
-                    match self
-                        .store
-                        .create(
-                            &name,
-                            &token,
-                            &encode_keyring(&keyring)?,
-                            &Self::tags(tenant),
-                        )
-                        .await
+                    if self
+                        .create_keyring(tenant, &name, &mut keyring, &token, now)
+                        .await?
                     {
-                        Ok(()) => {
-                            self.remember(tenant, &keyring);
-                            return Ok(answer);
-                        }
-                        Err(StoreError::AlreadyExists) => continue,
-                        Err(other) => return Err(other.into()),
+                        return Ok(answer);
                     }
+                    continue;
                 }
                 Owner::Read {
                     name,
@@ -802,6 +791,31 @@ impl TenantKeyrings {
         Ok((names, entries))
     }
 
+    /// Creates keyring `name` as `keyring`, recording the write; `false` if another writer
+    /// created it first.
+    async fn create_keyring(
+        &self,
+        tenant: &TenantId,
+        name: &SecretName,
+        keyring: &mut Keyring,
+        token: &VersionId,
+        now: DateTime<Utc>,
+    ) -> Result<bool, VaultError> {
+        keyring.record_write(now.timestamp());
+        match self
+            .store
+            .create(name, token, &encode_keyring(keyring)?, &Self::tags(tenant))
+            .await
+        {
+            Ok(()) => {
+                self.remember(tenant, keyring);
+                Ok(true)
+            }
+            Err(StoreError::AlreadyExists) => Ok(false),
+            Err(other) => Err(other.into()),
+        }
+    }
+
     /// Every keyring of `tenant`, by number.
     async fn tenant_keyrings(
         &self,
@@ -1003,27 +1017,17 @@ impl TenantKeyrings {
                     let taken = fill(&mut keyring, &pending, &token, |h| {
                         bucket(h, depth) == number
                     })?;
-                    keyring.record_write(now.timestamp());
-                    match self
-                        .store
-                        .create(
-                            &name,
-                            &token,
-                            &encode_keyring(&keyring)?,
-                            &Self::tags(tenant),
-                        )
-                        .await
+                    if self
+                        .create_keyring(tenant, &name, &mut keyring, &token, now)
+                        .await?
                     {
-                        Ok(()) => {
-                            self.remember(tenant, &keyring);
-                            report.writes += 1;
-                            report.added += taken.len();
-                            for id in taken {
-                                pending.remove(&id);
-                            }
+                        report.writes += 1;
+                        report.added += taken.len();
+                        for id in taken {
+                            pending.remove(&id);
                         }
-                        Err(StoreError::AlreadyExists) => stalls += 1,
-                        Err(other) => return Err(other.into()),
+                    } else {
+                        stalls += 1;
                     }
                 }
                 Owner::Read {

@@ -18,7 +18,7 @@ use crate::domain::ids::{EndpointId, TenantId, VersionId};
 use crate::domain::rotation::rotated;
 use crate::events::{EventAction, Origin, Trigger};
 use crate::settings::{non_blank, number, ConfigError};
-use crate::store::{ListFilter, SecretName, StoreError, MAX_VALUE_BYTES};
+use crate::store::{ListFilter, ListPage, SecretName, SecretStore, StoreError, MAX_VALUE_BYTES};
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use serde::Serialize;
@@ -296,22 +296,18 @@ async fn sweep_keyrings(
     let budget = WriteBudget::new(settings.writes_per_second);
     let tally = Mutex::new(summary);
     let mut cursor: Option<String> = None;
-    let mut attempt = 0;
     let listed_all = loop {
-        if Instant::now() >= stop_at {
+        let listing = list_page(
+            &*vault.store,
+            filter,
+            cursor.as_deref(),
+            stop_at,
+            settings,
+            || crate::domain::lock(&tally).throttled += 1,
+        );
+        let Some(page) = listing.await? else {
             break false;
-        }
-        let page = match vault.store.list(filter, cursor.as_deref(), 100).await {
-            Ok(page) => page,
-            Err(StoreError::Throttled) if attempt + 1 < settings.max_attempts => {
-                crate::domain::lock(&tally).throttled += 1;
-                attempt += 1;
-                tokio::time::sleep(backoff(settings, attempt)).await;
-                continue;
-            }
-            Err(other) => return Err(other.into()),
         };
-        attempt = 0;
         // A version a protocol rotation left pending and never finished.
         let now = vault.clock.now();
         for listed in &page.secrets {
@@ -608,6 +604,33 @@ async fn sweep_keyring(
 
 /// Lists every endpoint under a policy and keeps those needing work, due ones first, oldest
 /// first. Returns whether the listing reached its end before the stop time.
+/// One page of the listing under `filter`, throttling retried as `settings` allow (each
+/// retry reported to `throttled`); `None` once `stop_at` has passed.
+async fn list_page(
+    store: &dyn SecretStore,
+    filter: ListFilter<'_>,
+    cursor: Option<&str>,
+    stop_at: Instant,
+    settings: &SweepSettings,
+    mut throttled: impl FnMut(),
+) -> Result<Option<ListPage>, VaultError> {
+    let mut attempt = 0;
+    loop {
+        if Instant::now() >= stop_at {
+            return Ok(None);
+        }
+        match store.list(filter, cursor, 100).await {
+            Ok(page) => return Ok(Some(page)),
+            Err(StoreError::Throttled) if attempt + 1 < settings.max_attempts => {
+                throttled();
+                attempt += 1;
+                tokio::time::sleep(backoff(settings, attempt)).await;
+            }
+            Err(other) => return Err(other.into()),
+        }
+    }
+}
+
 async fn list_work(
     vault: &SecretPerEndpoint,
     now: DateTime<Utc>,
@@ -622,22 +645,18 @@ async fn list_work(
     };
     let mut work = Vec::new();
     let mut cursor: Option<String> = None;
-    let mut attempt = 0;
     let listed_all = loop {
-        if Instant::now() >= stop_at {
+        let listing = list_page(
+            &*vault.store,
+            filter,
+            cursor.as_deref(),
+            stop_at,
+            settings,
+            || summary.throttled += 1,
+        );
+        let Some(page) = listing.await? else {
             break false;
-        }
-        let page = match vault.store.list(filter, cursor.as_deref(), 100).await {
-            Ok(page) => page,
-            Err(StoreError::Throttled) if attempt + 1 < settings.max_attempts => {
-                summary.throttled += 1;
-                attempt += 1;
-                tokio::time::sleep(backoff(settings, attempt)).await;
-                continue;
-            }
-            Err(other) => return Err(other.into()),
         };
-        attempt = 0;
         for listed in &page.secrets {
             let Some(candidate) = schedule::assess(vault, listed, now) else {
                 continue;
