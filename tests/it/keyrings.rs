@@ -13,6 +13,7 @@ use webhook_secrets::domain::clock::Clock;
 use webhook_secrets::domain::ids::{EndpointId, TenantId};
 use webhook_secrets::store::{ListFilter, SecretName, MAX_VALUE_BYTES};
 use webhook_secrets::vault::keyrings::{SPLIT_BYTES, WRITE_BUDGET};
+use webhook_secrets::vault::migrate::{self, MigrationOptions, MigrationReport};
 use webhook_secrets::vault::protocol::{rotation_step, ProtocolError, RotationEvent, Step};
 use webhook_secrets::vault::{EndpointRepository, Endpoints};
 
@@ -578,7 +579,6 @@ async fn signatures(app: &TestApp, tenants: &[(&str, Vec<String>)]) -> Vec<Strin
 /// and in grace); the finishing pass deletes every endpoint's own secret and a re-run finds
 /// nothing left.
 async fn a_deployment_migrates_to_keyrings(backend: Backend) {
-    use webhook_secrets::vault::migrate::{to_keyrings, MigrationOptions};
     let failing = Arc::new(std::sync::Mutex::new(None));
     let hook = failing.clone();
     let old = TestApp::with_store(backend.per_endpoint(), chrono::Utc::now(), move |store| {
@@ -622,20 +622,8 @@ async fn a_deployment_migrates_to_keyrings(backend: Backend) {
         assert_eq!(rotated.status, 200, "{}", rotated.body);
     }
     let before = signatures(&old, &tenants).await;
-    let migrate = |delete_old: bool, dry_run: bool| {
-        to_keyrings(
-            old.store.clone(),
-            &old.prefix,
-            old.clock.clone(),
-            MigrationOptions {
-                delete_old,
-                dry_run,
-            },
-            &|_, _| {},
-        )
-    };
 
-    let dry = migrate(false, true).await.unwrap();
+    let dry = migrate_to_keyrings(&old, false, true).await.unwrap();
     assert_eq!(
         (dry.endpoints, dry.copied, dry.tenants),
         (126, 126, 2),
@@ -651,8 +639,8 @@ async fn a_deployment_migrates_to_keyrings(backend: Backend) {
         .hook
         .0
         .store(3, std::sync::atomic::Ordering::SeqCst);
-    assert!(migrate(false, false).await.is_err());
-    let resumed = migrate(false, false).await.unwrap();
+    assert!(migrate_to_keyrings(&old, false, false).await.is_err());
+    let resumed = migrate_to_keyrings(&old, false, false).await.unwrap();
     assert!(resumed.problems.is_empty(), "{resumed:?}");
     assert_eq!(resumed.verified, 126, "{resumed:?}");
     assert!(resumed.already > 0 && resumed.copied > 0, "{resumed:?}");
@@ -684,7 +672,7 @@ async fn a_deployment_migrates_to_keyrings(backend: Backend) {
         before[2] = now[2].clone();
         before
     };
-    let again = migrate(false, false).await.unwrap();
+    let again = migrate_to_keyrings(&old, false, false).await.unwrap();
     assert_eq!(
         (again.copied, again.already, again.verified),
         (1, 125, 126),
@@ -712,18 +700,7 @@ async fn a_deployment_migrates_to_keyrings(backend: Backend) {
     assert_eq!(gone.status, 204, "{}", gone.body);
     tenants[1].1.pop();
     let before = before[..before.len() - 1].to_vec();
-    let finished = to_keyrings(
-        switched.store.clone(),
-        &switched.prefix,
-        switched.clock.clone(),
-        MigrationOptions {
-            delete_old: true,
-            dry_run: false,
-        },
-        &|_, _| {},
-    )
-    .await
-    .unwrap();
+    let finished = migrate_to_keyrings(&switched, true, false).await.unwrap();
     assert_eq!(
         (finished.verified, finished.deleted),
         (125, 125),
@@ -736,28 +713,25 @@ async fn a_deployment_migrates_to_keyrings(backend: Backend) {
         Call::get("/x").bearer(&big).id("big-119")
     );
     assert_error(&deleted, 404, "not_found");
-    let rerun = to_keyrings(
-        switched.store.clone(),
-        &switched.prefix,
-        switched.clock.clone(),
-        MigrationOptions {
-            delete_old: true,
-            dry_run: false,
-        },
-        &|_, _| {},
-    )
-    .await
-    .unwrap();
+    let rerun = migrate_to_keyrings(&switched, true, false).await.unwrap();
     assert_eq!(rerun.endpoints, 0, "{rerun:?}");
 }
 
 /// And back: a deployment on keyrings moves to one secret per endpoint. A dry run writes
 /// nothing; the copy pass verifies every endpoint; a rotation on keyrings after its copy is
-/// copied again; a delete on either layout is never undone by a later pass; the deployment on
+/// copied again (by a pass interrupted mid-write and resumed); a delete on either layout is never undone by a later pass; the deployment on
 /// its own secrets signs as before, and a rotation there is kept by the finishing pass, which
 /// deletes the keyrings.
 async fn a_deployment_migrates_back_to_one_secret_per_endpoint(backend: Backend) {
-    let old = TestApp::new(backend.keyrings()).await;
+    let failing = Arc::new(std::sync::Mutex::new(None));
+    let hook = failing.clone();
+    let old = TestApp::with_store(backend.keyrings(), chrono::Utc::now(), move |store| {
+        let wrapped = integration_tests::interposed::Interposed::wrap(store, FailNth::default());
+        *hook.lock().unwrap() = Some(wrapped.clone());
+        wrapped as Arc<dyn webhook_secrets::store::SecretStore>
+    })
+    .await;
+    let interposed = failing.lock().unwrap().clone().unwrap();
     let big = old.mint("big", Role::Owner).await;
     let mut tenants: Vec<(&str, Vec<String>)> = vec![("acme", Vec::new()), ("big", Vec::new())];
     for i in 0..4 {
@@ -822,6 +796,13 @@ async fn a_deployment_migrates_back_to_one_secret_per_endpoint(backend: Backend)
     assert_eq!(gone.status, 204, "{}", gone.body);
     tenants[1].1.pop();
     assert_eq!(own_secrets(&old, &tenants).await, 153);
+    // Interrupted as it writes the fresh copy (a compare-and-swap of the own secret), then
+    // resumed.
+    interposed
+        .hook
+        .0
+        .store(1, std::sync::atomic::Ordering::SeqCst);
+    assert!(migrate_back(&old, false, false).await.is_err());
     let again = migrate_back(&old, false, false).await.unwrap();
     assert_eq!(
         (again.endpoints, again.copied, again.already, again.verified),
@@ -895,17 +876,29 @@ async fn a_deployment_migrates_back_to_one_secret_per_endpoint(backend: Backend)
     assert_eq!((rerun.tenants, rerun.endpoints), (0, 0), "{rerun:?}");
 }
 
-async fn migrate_back(
-    app: &TestApp,
-    delete_old: bool,
-    dry_run: bool,
-) -> Result<webhook_secrets::vault::migrate::MigrationReport, webhook_secrets::vault::VaultError> {
-    use webhook_secrets::vault::migrate::{to_per_endpoint, MigrationOptions};
+type Migrated = Result<MigrationReport, webhook_secrets::vault::VaultError>;
+
+async fn migrate_to_keyrings(app: &TestApp, delete_old: bool, dry_run: bool) -> Migrated {
     let options = MigrationOptions {
         delete_old,
         dry_run,
     };
-    to_per_endpoint(
+    migrate::to_keyrings(
+        app.store.clone(),
+        &app.prefix,
+        app.clock.clone(),
+        options,
+        &|_, _| {},
+    )
+    .await
+}
+
+async fn migrate_back(app: &TestApp, delete_old: bool, dry_run: bool) -> Migrated {
+    let options = MigrationOptions {
+        delete_old,
+        dry_run,
+    };
+    migrate::to_per_endpoint(
         app.store.clone(),
         &app.prefix,
         app.clock.clone(),
