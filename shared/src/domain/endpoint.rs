@@ -16,23 +16,28 @@ pub const MAX_TOPIC_CHARS: usize = 128;
 #[error("{0}")]
 pub struct InvalidEndpoint(pub String);
 
-/// An endpoint's public metadata.
+/// An endpoint's public metadata. Stored, a field at its default is left out (it reads back
+/// as that default): a keyring holds dozens of records, so every byte left out is storage not
+/// paid for.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Endpoint {
     pub id: EndpointId,
     pub tenant: TenantId,
     pub url: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub name: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub description: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub topics: Vec<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_default")]
     pub status: EndpointStatus,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_default")]
     pub request_config: RequestConfig,
     /// The payload version deliveries to this endpoint use.
-    #[serde(default = "default_version")]
+    #[serde(default = "default_version", skip_serializing_if = "is_default_version")]
     pub version: String,
     /// When set, the scheduled sweep rotates the secret once it is this old.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -168,6 +173,14 @@ fn default_version() -> String {
     DEFAULT_VERSION.to_owned()
 }
 
+fn is_default_version(version: &str) -> bool {
+    version == DEFAULT_VERSION
+}
+
+fn is_default<T: Default + PartialEq>(value: &T) -> bool {
+    *value == T::default()
+}
+
 /// How deliveries to the endpoint are made.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RequestConfig {
@@ -266,6 +279,7 @@ pub struct SecretVersion {
     pub value: WebhookSecret,
     pub created_at: DateTime<Utc>,
     /// The version this one replaced, which lets anyone walk the rotation history.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replaces: Option<VersionId>,
     /// For an older secret kept valid after a rotation: when it stops verifying.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -279,7 +293,7 @@ pub struct EndpointRecord {
     pub endpoint: Endpoint,
     pub secret: SecretVersion,
     /// Older secrets still inside a grace period, newest first.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub previous_secrets: Vec<SecretVersion>,
     /// The writes made under an `Idempotency-Key` that took effect on this endpoint within
     /// the idempotency window, oldest first. Only a write whose swap won is ever listed, so a
