@@ -37,7 +37,10 @@ pub struct Endpoint {
     #[serde(default, skip_serializing_if = "is_default")]
     pub request_config: RequestConfig,
     /// The payload version deliveries to this endpoint use.
-    #[serde(default = "default_version", skip_serializing_if = "is_default_version")]
+    #[serde(
+        default = "default_version",
+        skip_serializing_if = "is_default_version"
+    )]
     pub version: String,
     /// When set, the scheduled sweep rotates the secret once it is this old.
     #[serde(default, skip_serializing_if = "Option::is_none")]
