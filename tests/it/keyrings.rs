@@ -678,6 +678,29 @@ async fn a_deployment_migrates_to_keyrings(backend: Backend) {
         (1, 125, 126),
         "{again:?}"
     );
+    // A delete on the old layout whose second step (removing the keyring copy) fails answers
+    // an error; its retry answers 404 and still removes the copy.
+    interposed
+        .hook
+        .0
+        .store(1, std::sync::atomic::Ordering::SeqCst);
+    let failed = invoke!(
+        delete_endpoint,
+        old,
+        Call::delete("/x").bearer(&old.owner).id("small-5")
+    );
+    assert_error(&failed, 503, "unavailable");
+    let retried = invoke!(
+        delete_endpoint,
+        old,
+        Call::delete("/x").bearer(&old.owner).id("small-5")
+    );
+    assert_error(&retried, 404, "not_found");
+    tenants[0].1.retain(|id| id != "small-5");
+    let before: Vec<String> = before
+        .into_iter()
+        .filter(|line| !line.starts_with("acme/small-5:"))
+        .collect();
 
     // The deployment switches to keyrings and signs as before with every valid secret.
     let new = webhook_secrets::App::with_audit(
@@ -690,6 +713,12 @@ async fn a_deployment_migrates_to_keyrings(backend: Backend) {
     );
     let switched = TestApp { app: new, ..old };
     assert_eq!(signatures(&switched, &tenants).await, before);
+    let deleted = invoke!(
+        get_endpoint,
+        switched,
+        Call::get("/x").bearer(&switched.owner).id("small-5")
+    );
+    assert_error(&deleted, 404, "not_found");
     // A delete on keyrings also deletes the endpoint's own secret, so the finishing pass
     // cannot bring it back.
     let gone = invoke!(
@@ -703,7 +732,7 @@ async fn a_deployment_migrates_to_keyrings(backend: Backend) {
     let finished = migrate_to_keyrings(&switched, true, false).await.unwrap();
     assert_eq!(
         (finished.verified, finished.deleted),
-        (125, 125),
+        (124, 124),
         "{finished:?}"
     );
     assert_eq!(signatures(&switched, &tenants).await, before);

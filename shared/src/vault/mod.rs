@@ -273,9 +273,11 @@ impl EndpointRepository for Endpoints {
             Ok(()) | Err(StoreError::NotFound) => Ok::<(), VaultError>(()),
             Err(other) => Err(other.into()),
         };
+        // The other layout's copy goes even when this layout answers that the endpoint is
+        // gone: that is a retry of a delete that failed after its first step.
         let deleted = match self {
             Self::PerEndpoint(own) => {
-                let deleted = own.delete_endpoint(writer, id).await?;
+                let deleted = own.delete_endpoint(writer, id).await;
                 // The keyrings layout on the same store, to reach a copy a migration made.
                 TenantKeyrings::new(Arc::clone(store), own.prefix(), Arc::clone(&own.clock))
                     .remove_entry(tenant, id)
@@ -284,11 +286,11 @@ impl EndpointRepository for Endpoints {
             }
             Self::Keyrings(keyrings) => {
                 delete_own().await?;
-                keyrings.delete_endpoint(writer, id).await?
+                keyrings.delete_endpoint(writer, id).await
             }
         };
         delete_own().await?;
-        Ok(deleted)
+        deleted
     }
 
     async fn rotate_secret(
