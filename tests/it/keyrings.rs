@@ -10,6 +10,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use webhook_secrets::auth::Role;
 use webhook_secrets::domain::clock::Clock;
+use webhook_secrets::domain::endpoint::{ROTATION_GRACE_TAG, ROTATION_PERIOD_TAG};
 use webhook_secrets::domain::ids::{EndpointId, TenantId};
 use webhook_secrets::store::{ListFilter, SecretName, MAX_VALUE_BYTES};
 use webhook_secrets::vault::keyrings::{SPLIT_BYTES, WRITE_BUDGET};
@@ -825,6 +826,17 @@ async fn a_deployment_migrates_back_to_one_secret_per_endpoint(backend: Backend)
     assert_eq!(gone.status, 204, "{}", gone.body);
     tenants[1].1.pop();
     assert_eq!(own_secrets(&old, &tenants).await, 153);
+    // A copy whose policy tags were lost (a pass interrupted between its record and its tags)
+    // gets them back from the next pass, or the per-endpoint sweep would never select it.
+    let small3 = SecretName::parse(&format!("{}/acme/small-3", old.prefix)).unwrap();
+    let policy_tags = [
+        ROTATION_PERIOD_TAG.to_owned(),
+        ROTATION_GRACE_TAG.to_owned(),
+    ];
+    old.store
+        .set_tags(&small3, &[], &policy_tags)
+        .await
+        .unwrap();
     // Interrupted as it writes the fresh copy (a compare-and-swap of the own secret), then
     // resumed.
     interposed
@@ -837,6 +849,20 @@ async fn a_deployment_migrates_back_to_one_secret_per_endpoint(backend: Backend)
         (again.endpoints, again.copied, again.already, again.verified),
         (153, 1, 152, 153),
         "{again:?}"
+    );
+    let listed = old
+        .store
+        .list(ListFilter::prefix(small3.as_str()), None, 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        listed.secrets[0]
+            .tags
+            .get(ROTATION_PERIOD_TAG)
+            .map(String::as_str),
+        Some("30"),
+        "{:?}",
+        listed.secrets[0].tags
     );
     let before = signatures(&old, &tenants).await;
 

@@ -290,14 +290,17 @@ pub async fn to_per_endpoint(
     progress(0, tenants.len());
     for (done, tenant) in tenants.iter().enumerate() {
         let (names, entries) = keyrings.tenant_entries(tenant).await?;
+        let tags = own_tags(&own, tenant).await?;
         report.endpoints += entries.len();
         let problems_before = report.problems.len();
         for batch in entries.chunks(READS_AT_ONCE) {
-            let outcomes = join_all(
-                batch
-                    .iter()
-                    .map(|entry| copy_back(&own, &keyrings, entry, options)),
-            )
+            let outcomes = join_all(batch.iter().map(|entry| {
+                let listed = own
+                    .secret_name(tenant, &entry.record.endpoint.id)
+                    .ok()
+                    .and_then(|name| tags.get(&name));
+                copy_back(&own, &keyrings, entry, listed, options)
+            }))
             .await;
             for (entry, outcome) in batch.iter().zip(outcomes) {
                 let id = &entry.record.endpoint.id;
@@ -329,6 +332,37 @@ pub async fn to_per_endpoint(
         progress(done + 1, tenants.len());
     }
     Ok(report)
+}
+
+/// The tags of `tenant`'s endpoints' own secrets, as listed.
+async fn own_tags(
+    own: &SecretPerEndpoint,
+    tenant: &TenantId,
+) -> Result<std::collections::HashMap<SecretName, BTreeMap<String, String>>, VaultError> {
+    let prefix = format!("{}/{tenant}/", own.prefix());
+    let filter = ListFilter {
+        prefix: &prefix,
+        tag_key: Some(TENANT_TAG),
+    };
+    let mut tags = std::collections::HashMap::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let page = own.store.list(filter, cursor.as_deref(), 100).await?;
+        tags.extend(page.secrets.into_iter().map(|s| (s.name, s.tags)));
+        match page.next {
+            Some(next) => cursor = Some(next),
+            None => return Ok(tags),
+        }
+    }
+}
+
+/// Whether `tags` are the ones `policy` puts on an endpoint's own secret.
+fn tagged_for(tags: Option<&BTreeMap<String, String>>, policy: Option<RotationPolicy>) -> bool {
+    let (set, remove) = RotationPolicy::tags(policy);
+    tags.is_some_and(|tags| {
+        set.iter().all(|(key, value)| tags.get(key) == Some(value))
+            && remove.iter().all(|key| !tags.contains_key(key))
+    })
 }
 
 /// Every tenant that has a keyring.
@@ -369,6 +403,7 @@ async fn copy_back(
     own: &SecretPerEndpoint,
     keyrings: &TenantKeyrings,
     entry: &Entry,
+    listed_tags: Option<&BTreeMap<String, String>>,
     options: MigrationOptions,
 ) -> Result<CopyBack, VaultError> {
     let (tenant, id) = (&entry.record.endpoint.tenant, &entry.record.endpoint.id);
@@ -399,10 +434,18 @@ async fn copy_back(
         }
     }
     match current {
-        Some((record, _))
+        Some((record, read))
             if record.endpoint == entry.record.endpoint
                 && same_signatures(&record, &entry.record, now) =>
         {
+            // A copy of ours whose policy tags an interrupted pass never wrote after it.
+            let policy = record.endpoint.rotation_policy;
+            if read.is_copy_into(name.as_str())
+                && !options.dry_run
+                && !tagged_for(listed_tags, policy)
+            {
+                own.sync_policy_tags(&name, policy).await?;
+            }
             return Ok(CopyBack::Already);
         }
         // Written since by the deployment on one secret per endpoint: that is the endpoint.
