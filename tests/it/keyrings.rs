@@ -580,15 +580,7 @@ async fn signatures(app: &TestApp, tenants: &[(&str, Vec<String>)]) -> Vec<Strin
 /// and in grace); the finishing pass deletes every endpoint's own secret and a re-run finds
 /// nothing left.
 async fn a_deployment_migrates_to_keyrings(backend: Backend) {
-    let failing = Arc::new(std::sync::Mutex::new(None));
-    let hook = failing.clone();
-    let old = TestApp::with_store(backend.per_endpoint(), chrono::Utc::now(), move |store| {
-        let wrapped = integration_tests::interposed::Interposed::wrap(store, FailNth::default());
-        *hook.lock().unwrap() = Some(wrapped.clone());
-        wrapped as Arc<dyn webhook_secrets::store::SecretStore>
-    })
-    .await;
-    let interposed = failing.lock().unwrap().clone().unwrap();
+    let (old, interposed) = interruptible(backend.per_endpoint()).await;
     let big = old.mint("big", Role::Owner).await;
     let mut tenants: Vec<(&str, Vec<String>)> = vec![("acme", Vec::new()), ("big", Vec::new())];
     for i in 0..6 {
@@ -704,15 +696,7 @@ async fn a_deployment_migrates_to_keyrings(backend: Backend) {
         .collect();
 
     // The deployment switches to keyrings and signs as before with every valid secret.
-    let new = webhook_secrets::App::with_audit(
-        old.store.clone(),
-        &old.prefix,
-        webhook_secrets::vault::VaultLayout::Keyrings,
-        old.clock.clone(),
-        chrono::Duration::seconds(60),
-        old.audit.clone(),
-    );
-    let switched = TestApp { app: new, ..old };
+    let switched = switch(old, webhook_secrets::vault::VaultLayout::Keyrings);
     assert_eq!(signatures(&switched, &tenants).await, before);
     let deleted = invoke!(
         get_endpoint,
@@ -753,15 +737,7 @@ async fn a_deployment_migrates_to_keyrings(backend: Backend) {
 /// its own secrets signs as before, and a rotation there is kept by the finishing pass, which
 /// deletes the keyrings.
 async fn a_deployment_migrates_back_to_one_secret_per_endpoint(backend: Backend) {
-    let failing = Arc::new(std::sync::Mutex::new(None));
-    let hook = failing.clone();
-    let old = TestApp::with_store(backend.keyrings(), chrono::Utc::now(), move |store| {
-        let wrapped = integration_tests::interposed::Interposed::wrap(store, FailNth::default());
-        *hook.lock().unwrap() = Some(wrapped.clone());
-        wrapped as Arc<dyn webhook_secrets::store::SecretStore>
-    })
-    .await;
-    let interposed = failing.lock().unwrap().clone().unwrap();
+    let (old, interposed) = interruptible(backend.keyrings()).await;
     let big = old.mint("big", Role::Owner).await;
     let mut tenants: Vec<(&str, Vec<String>)> = vec![("acme", Vec::new()), ("big", Vec::new())];
     for i in 0..4 {
@@ -867,15 +843,7 @@ async fn a_deployment_migrates_back_to_one_secret_per_endpoint(backend: Backend)
     let before = signatures(&old, &tenants).await;
 
     // The deployment switches to one secret per endpoint and signs as before.
-    let new = webhook_secrets::App::with_audit(
-        old.store.clone(),
-        &old.prefix,
-        webhook_secrets::vault::VaultLayout::PerEndpoint,
-        old.clock.clone(),
-        chrono::Duration::seconds(60),
-        old.audit.clone(),
-    );
-    let switched = TestApp { app: new, ..old };
+    let switched = switch(old, webhook_secrets::vault::VaultLayout::PerEndpoint);
     assert_eq!(signatures(&switched, &tenants).await, before);
     // Its sweep sees the policies the keyrings held.
     let policy = invoke!(
@@ -929,6 +897,42 @@ async fn a_deployment_migrates_back_to_one_secret_per_endpoint(backend: Backend)
     }
     let rerun = migrate_back(&switched, true, false).await.unwrap();
     assert_eq!((rerun.tenants, rerun.endpoints), (0, 0), "{rerun:?}");
+}
+
+/// An app whose store fails the `n`th compare-and-swap once told `n`, to interrupt a
+/// migration mid-write.
+async fn interruptible(
+    backend: Backend,
+) -> (
+    TestApp,
+    Arc<integration_tests::interposed::Interposed<FailNth>>,
+) {
+    let failing = Arc::new(std::sync::Mutex::new(None));
+    let hook = failing.clone();
+    let app = TestApp::with_store(backend, chrono::Utc::now(), move |store| {
+        let wrapped = integration_tests::interposed::Interposed::wrap(store, FailNth::default());
+        *hook.lock().unwrap() = Some(wrapped.clone());
+        wrapped as Arc<dyn webhook_secrets::store::SecretStore>
+    })
+    .await;
+    let interposed = failing.lock().unwrap().clone().unwrap();
+    (app, interposed)
+}
+
+/// The same deployment, store and keys, redeployed with `layout`.
+fn switch(app: TestApp, layout: webhook_secrets::vault::VaultLayout) -> TestApp {
+    let redeployed = webhook_secrets::App::with_audit(
+        app.store.clone(),
+        &app.prefix,
+        layout,
+        app.clock.clone(),
+        chrono::Duration::seconds(60),
+        app.audit.clone(),
+    );
+    TestApp {
+        app: redeployed,
+        ..app
+    }
 }
 
 type Migrated = Result<MigrationReport, webhook_secrets::vault::VaultError>;
