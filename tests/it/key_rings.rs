@@ -9,25 +9,11 @@ use std::sync::Arc;
 use webhook_secrets::auth::keys::{RING_BASES, RING_BYTES};
 use webhook_secrets::auth::Role;
 use webhook_secrets::domain::ids::{TenantId, VersionId};
-use webhook_secrets::store::{ListFilter, SecretName};
+use webhook_secrets::store::SecretName;
 
 /// Every secret under the API-key folder.
 async fn key_secrets(app: &TestApp) -> Vec<SecretName> {
-    let prefix = format!("{}/_api-keys/", app.prefix);
-    let mut names = Vec::new();
-    let mut cursor: Option<String> = None;
-    loop {
-        let page = app
-            .store
-            .list(ListFilter::prefix(&prefix), cursor.as_deref(), 100)
-            .await
-            .unwrap();
-        names.extend(page.names().cloned());
-        match page.next {
-            Some(next) => cursor = Some(next),
-            None => return names,
-        }
-    }
+    app.secrets_under("_api-keys/").await
 }
 
 /// Whether `key` authenticates: a listing of its tenant's endpoints answers 200.

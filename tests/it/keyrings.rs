@@ -24,24 +24,12 @@ fn acme() -> TenantId {
 
 /// The names and sizes of a tenant's keyrings, as the store lists and holds them.
 async fn keyrings_of(app: &TestApp, tenant: &str) -> Vec<(SecretName, usize)> {
-    let prefix = format!("{}/{tenant}/_kr/", app.prefix);
     let mut found = Vec::new();
-    let mut cursor: Option<String> = None;
-    loop {
-        let page = app
-            .store
-            .list(ListFilter::prefix(&prefix), cursor.as_deref(), 100)
-            .await
-            .unwrap();
-        for name in page.names() {
-            let value = app.store.read_current(name).await.unwrap().value;
-            found.push((name.clone(), value.expose().len()));
-        }
-        match page.next {
-            Some(next) => cursor = Some(next),
-            None => return found,
-        }
+    for name in app.secrets_under(&format!("{tenant}/_kr/")).await {
+        let value = app.store.read_current(&name).await.unwrap().value;
+        found.push((name, value.expose().len()));
     }
+    found
 }
 
 /// An endpoint whose record is about 9 KB: a long url and 64 long topics.

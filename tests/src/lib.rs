@@ -310,6 +310,26 @@ impl TestApp {
     }
 
     /// Mints a key and returns the whole key string.
+    /// Every stored secret named `{prefix}/{path}…`, across every page of the listing.
+    pub async fn secrets_under(&self, path: &str) -> Vec<webhook_secrets::store::SecretName> {
+        let prefix = format!("{}/{path}", self.prefix);
+        let filter = webhook_secrets::store::ListFilter::prefix(&prefix);
+        let mut names = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let page = self
+                .store
+                .list(filter, cursor.as_deref(), 100)
+                .await
+                .expect("list the store");
+            names.extend(page.names().cloned());
+            match page.next {
+                Some(next) => cursor = Some(next),
+                None => return names,
+            }
+        }
+    }
+
     pub async fn mint(&self, tenant: &str, role: Role) -> String {
         let (key, _) = self
             .app
